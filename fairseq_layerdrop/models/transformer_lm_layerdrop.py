@@ -1,0 +1,62 @@
+"""``transformer_lm_layerdrop``: fairseq's decoder-only ``transformer_lm`` trained with LayerDrop.
+
+Fan, Grave & Joulin (arXiv 1909.11556) train a 16-layer adaptive-input language model on
+WikiText-103 with LayerDrop 0.2 (18.3 test perplexity) and prune it to 8 layers by keeping
+every other layer. This model subclasses fairseq's ``TransformerLanguageModel`` and only
+swaps the decoder's layer list for a reproducibly seeded LayerDrop list; with
+``--decoder-layerdrop 0`` it computes exactly what ``--arch transformer_lm`` computes.
+"""
+
+from dataclasses import dataclass, field
+
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.transformer_lm import (
+    TransformerLanguageModel,
+    TransformerLanguageModelConfig,
+    base_lm_architecture,
+    transformer_lm_baevski_wiki103,
+)
+from fairseq.utils import safe_getattr
+from omegaconf import II
+
+from ..modules import attach_layerdrop, check_layerdrop_rate
+from .transformer_layerdrop import PAPER_LAYERDROP
+
+
+@dataclass
+class TransformerLMLayerDropConfig(TransformerLanguageModelConfig):
+    decoder_layerdrop: float = field(
+        default=PAPER_LAYERDROP,
+        metadata={"help": "LayerDrop probability for the decoder, in [0, 1) (Fan et al. 2019)"},
+    )
+    seed: int = II("common.seed")
+
+
+@register_model("transformer_lm_layerdrop", dataclass=TransformerLMLayerDropConfig)
+class TransformerLMLayerDrop(TransformerLanguageModel):
+    """Decoder-only transformer LM with seeded LayerDrop. Flag: ``--decoder-layerdrop P``."""
+
+    @classmethod
+    def build_model(cls, args, task):
+        p = check_layerdrop_rate(safe_getattr(args, "decoder_layerdrop", 0.0), "--decoder-layerdrop")
+        model = super().build_model(args, task)
+        attach_layerdrop(model.decoder, p, safe_getattr(args, "seed", 1), "decoder")
+        return model
+
+
+@register_model_architecture("transformer_lm_layerdrop", "transformer_lm_layerdrop_wiki103")
+def transformer_lm_layerdrop_wiki103(args):
+    """Adaptive inputs, 16 layers of width 1024 (Baevski & Auli), LayerDrop 0.2: the paper's 18.3 PPL model."""
+    args.decoder_layerdrop = safe_getattr(args, "decoder_layerdrop", PAPER_LAYERDROP)
+    transformer_lm_baevski_wiki103(args)
+
+
+@register_model_architecture("transformer_lm_layerdrop", "transformer_lm_layerdrop_tiny")
+def transformer_lm_layerdrop_tiny(args):
+    """6 layers of width 64: for tests and the demo on a CPU."""
+    args.decoder_layerdrop = safe_getattr(args, "decoder_layerdrop", PAPER_LAYERDROP)
+    args.decoder_embed_dim = safe_getattr(args, "decoder_embed_dim", 64)
+    args.decoder_ffn_embed_dim = safe_getattr(args, "decoder_ffn_embed_dim", 128)
+    args.decoder_attention_heads = safe_getattr(args, "decoder_attention_heads", 4)
+    args.decoder_layers = safe_getattr(args, "decoder_layers", 6)
+    base_lm_architecture(args)
