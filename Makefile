@@ -16,7 +16,7 @@ $(STAMP): setup.py constraints.txt
 	$(BIN)/pip install torch==2.13.0 'numpy<2' cython setuptools wheel
 	# fairseq-fixed is a source distribution whose build imports torch: build it against
 	# the pinned CPU torch above instead of an isolated (CUDA) one.
-	$(BIN)/pip install --no-build-isolation -e '.[test,plot]'
+	$(BIN)/pip install --no-build-isolation -e '.[test]'
 	touch $@
 
 test: $(STAMP)

@@ -17,8 +17,14 @@ setup(
         "numpy<2",  # numpy 2 breaks fairseq 0.12 (np.compat, np.percentile(interpolation=))
         "sacrebleu>=2.0",
         "sentencepiece",
+        "matplotlib",  # the depth sweep's plot
     ],
-    extras_require={"test": ["pytest>=7"], "plot": ["matplotlib"]},
-    entry_points={"console_scripts": ["fairseq-layerdrop-dir = fairseq_layerdrop.user_dir:main"]},
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={
+        "console_scripts": [
+            "fairseq-layerdrop-dir = fairseq_layerdrop.user_dir:main",
+            "fairseq-layerdrop-prune = fairseq_layerdrop.pruning.export:main",
+        ]
+    },
     classifiers=["License :: OSI Approved :: MIT License", "Programming Language :: Python :: 3"],
 )

@@ -6,5 +6,6 @@ architectures. This file only imports: registration happens by import.
 
 from . import compat  # noqa: F401  (must come first: it adapts checkpoint loading)
 from . import models  # noqa: F401
+from . import tasks  # noqa: F401
 
 __version__ = "0.1.0"

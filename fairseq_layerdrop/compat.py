@@ -1,10 +1,21 @@
-"""The one place that adapts fairseq 0.12 to current torch.
+"""The one place that adapts fairseq 0.12 to current torch, and plugin checkpoints to fairseq.
 
-torch >= 2.6 unpickles checkpoints with ``weights_only=True``. Checkpoints of fairseq's
-argparse-configured ("legacy") architectures, such as ``transformer`` and ours, hold an
-``argparse.Namespace`` and would fail to load with ``UnpicklingError``. We allow-list that
-one class and keep the safe unpickler for everything else. fairseq imports a ``--user-dir``
-before it loads any checkpoint, so importing the plugin is early enough.
+1. torch >= 2.6 unpickles checkpoints with ``weights_only=True``. Checkpoints of fairseq's
+   argparse-configured ("legacy") architectures, such as ``transformer`` and ours, hold an
+   ``argparse.Namespace`` and would fail to load with ``UnpicklingError``. We allow-list that one
+   class and keep the safe unpickler for everything else. fairseq imports a ``--user-dir``
+   before it loads any checkpoint, so importing the plugin is early enough.
+
+2. A checkpoint of a plugin architecture loaded without ``--user-dir`` would fail deep inside
+   fairseq (an ``IndexError``, or ``KeyError: '_name'``). So the first object such a checkpoint
+   pickles is of a class named for the remedy, ``fairseq_layerdrop.compat.LoadWithUserDir...``:
+   without the plugin, torch's safe unpickler stops on it with
+   ``Unsupported global: GLOBAL fairseq_layerdrop.compat.LoadWithUserDirArgs``, and an unsafe
+   ``torch.load`` imports the plugin by itself (or says ``No module named 'fairseq_layerdrop'``).
+   Legacy models store their config as an ``argparse.Namespace`` before anything else, so its
+   class is the mark; config models (the LM) store only plain values before the model's state
+   dict, so that dict carries a ``LoadWithUserDirMark`` attribute (fairseq keeps a state dict's
+   attributes when it moves it to the CPU for saving, as it must for torch's ``_metadata``).
 """
 
 import argparse
@@ -12,11 +23,31 @@ import argparse
 import torch
 
 
-def allow_namespace_in_checkpoints():
-    """Let ``torch.load(weights_only=True)`` rebuild ``argparse.Namespace``."""
+class LoadWithUserDirArgs(argparse.Namespace):
+    """The training arguments of a plugin checkpoint (legacy architectures): load it with --user-dir."""
+
+
+class LoadWithUserDirMark:
+    """Carried by the model state dict of a plugin checkpoint (config architectures): load it with --user-dir."""
+
+
+def mark_plugin_args(args) -> None:
+    """Make a legacy model's saved ``args`` name the plugin (see the module docstring)."""
+    if type(args) is argparse.Namespace:
+        args.__class__ = LoadWithUserDirArgs
+
+
+def mark_plugin_state_dict(state_dict):
+    """Attach the mark to a model state dict (see the module docstring) and return it."""
+    state_dict.load_with_user_dir = LoadWithUserDirMark()
+    return state_dict
+
+
+def allow_plugin_classes_in_checkpoints():
+    """Let ``torch.load(weights_only=True)`` rebuild ``argparse.Namespace`` and the plugin's marks."""
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
     if add_safe_globals is not None:  # torch < 2.4 has no allow-list and needs none
-        add_safe_globals([argparse.Namespace])
+        add_safe_globals([argparse.Namespace, LoadWithUserDirArgs, LoadWithUserDirMark])
 
 
-allow_namespace_in_checkpoints()
+allow_plugin_classes_in_checkpoints()

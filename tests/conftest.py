@@ -14,6 +14,7 @@ BIN = os.path.dirname(sys.executable)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import toy_data  # noqa: E402
+from fairseq_in_process import build_model  # noqa: E402,F401
 
 
 def pytest_addoption(parser):
@@ -96,13 +97,21 @@ def lm_data(tmp_path_factory):
     return root / "bin"
 
 
-def build_model(data_dir, *args):
-    """Build a model in this process exactly as fairseq-train would from these command-line args."""
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    parser = options.get_training_parser()
-    parsed = options.parse_args_and_arch(parser, [str(data_dir), "--user-dir", PLUGIN, "--cpu", *map(str, args)])
-    cfg = convert_namespace_to_omegaconf(parsed)
-    task = tasks.setup_task(cfg.task)
-    return task.build_model(cfg.model), task
+@pytest.fixture(scope="session")
+def mt_checkpoint(translation_data, tmp_path_factory):
+    """A transformer_layerdrop_tiny checkpoint trained for 2 epochs on the toy translation data."""
+    save_dir = tmp_path_factory.mktemp("mt_checkpoint")
+    fairseq("fairseq-train", translation_data, *TRAIN_COMMON, "--save-dir", save_dir, "--user-dir", PLUGIN,
+            "--arch", "transformer_layerdrop_tiny", "--max-epoch", "2")
+    return save_dir / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def lm_checkpoint(lm_data, tmp_path_factory):
+    """A transformer_lm_layerdrop_tiny checkpoint trained for 2 epochs on the toy LM data."""
+    save_dir = tmp_path_factory.mktemp("lm_checkpoint")
+    fairseq("fairseq-train", lm_data, *TRAIN_COMMON, "--save-dir", save_dir, "--user-dir", PLUGIN,
+            "--task", "language_modeling", "--tokens-per-sample", "64",
+            "--arch", "transformer_lm_layerdrop_tiny", "--max-epoch", "2")
+    return save_dir / "checkpoint_last.pt"

@@ -15,6 +15,7 @@ from fairseq.models.transformer.transformer_legacy import (
     transformer_wmt_en_de_big,
 )
 
+from ..compat import mark_plugin_args
 from ..modules import attach_layerdrop, check_layerdrop_rate
 
 PAPER_LAYERDROP = 0.2
@@ -35,6 +36,7 @@ class TransformerLayerDropModel(TransformerModel):
         seed = getattr(args, "seed", 1)
         attach_layerdrop(model.encoder, encoder_p, seed, "encoder")
         attach_layerdrop(model.decoder, decoder_p, seed, "decoder")
+        mark_plugin_args(args)
         return model
 
 

@@ -19,6 +19,7 @@ from fairseq.models.transformer_lm import (
 from fairseq.utils import safe_getattr
 from omegaconf import II
 
+from ..compat import mark_plugin_state_dict
 from ..modules import attach_layerdrop, check_layerdrop_rate
 from .transformer_layerdrop import PAPER_LAYERDROP
 
@@ -42,6 +43,11 @@ class TransformerLMLayerDrop(TransformerLanguageModel):
         model = super().build_model(args, task)
         attach_layerdrop(model.decoder, p, safe_getattr(args, "seed", 1), "decoder")
         return model
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        top_level = not args and kwargs.get("destination") is None
+        return mark_plugin_state_dict(state) if top_level else state
 
 
 @register_model_architecture("transformer_lm_layerdrop", "transformer_lm_layerdrop_wiki103")

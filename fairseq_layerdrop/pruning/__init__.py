@@ -1,0 +1,2 @@
+from .state_dict import PruningError, check_kept_layers, parse_layer_list, prune_state_dict, stack_depth  # noqa: F401
+from .strategies import STRATEGIES, kept_layers, register_strategy  # noqa: F401

@@ -1,0 +1,150 @@
+"""The one state-dict pruning function: full state dict + config + kept lists -> pruned ones.
+
+Fan et al. (arXiv 1909.11556) prune a LayerDrop model at test time by keeping a subset of its
+layers. Here a kept-layer list per stack ("encoder", "decoder") says which layers survive and
+in which order; the kept layers are renumbered 0..R-1 and every key outside the named stacks'
+``layers`` (the other stack, embeddings, output projection, final layer norms, adaptive
+softmax) is left untouched. Unlike fairseq's ``prune_state_dict`` it never drops a key it does
+not understand and never touches a stack it was not asked to prune (fairseq issue 1257).
+
+Lists may be in any order (the layers then run in that order, which the model permits because
+every layer maps d_model to d_model); repeats are refused, since a repeated layer would double
+its compute for nothing the papers measured.
+"""
+
+import copy
+import re
+from collections import OrderedDict
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+STACKS = ("encoder", "decoder")
+
+
+class PruningError(ValueError):
+    """A kept-layer list or target depth that cannot be applied; the message names the stack."""
+
+
+def check_kept_layers(kept: Sequence, num_layers: int, stack: str) -> List[int]:
+    """Return ``kept`` as a list of ints after checking it against a stack of ``num_layers`` layers."""
+    where = f"{stack} (it has {num_layers} layers: valid indices 0..{num_layers - 1})"
+    if len(kept) == 0:
+        raise PruningError(f"the kept-layer list of the {where} is empty: keep at least one layer")
+    layers = []
+    for item in kept:
+        text = str(item).strip()
+        if not re.fullmatch(r"-?\d+", text):
+            raise PruningError(f"kept layer {item!r} of the {where} is not an integer")
+        layers.append(int(text))
+    bad = [i for i in layers if not 0 <= i < num_layers]
+    if bad:
+        raise PruningError(f"kept layer(s) {bad} out of range for the {where}")
+    repeated = sorted({i for i in layers if layers.count(i) > 1})
+    if repeated:
+        raise PruningError(f"kept layer(s) {repeated} repeated in the list for the {where}")
+    return layers
+
+
+def parse_layer_list(text, stack: str, num_layers: int) -> List[int]:
+    """Parse ``"0,2,4"`` (or a list of ints, as fairseq's own parser may give) and check it."""
+    items = text if isinstance(text, (list, tuple)) else [t for t in str(text).split(",")]
+    if not isinstance(text, (list, tuple)) and not str(text).strip():
+        items = []
+    return check_kept_layers(items, num_layers, stack)
+
+
+def stack_depth(cfg, stack: str) -> Optional[int]:
+    """Number of layers of ``stack`` in a model config (Namespace, DictConfig or dict); None if absent."""
+    value = _get(cfg, f"{stack}_layers")
+    if value is None:
+        value = _get(_get(cfg, stack), "layers")
+    return None if value is None else int(value)
+
+
+def prune_state_dict(
+    state_dict: Mapping, cfg, kept: Dict[str, Sequence[int]]
+) -> Tuple["OrderedDict", object]:
+    """Prune ``state_dict`` to the kept layers of each named stack and return it with a matching config.
+
+    Args:
+        state_dict: a model state dict with keys such as ``encoder.layers.3.fc1.weight``.
+        cfg: the model config (``argparse.Namespace``, omegaconf ``DictConfig`` or ``dict``); it is
+            not modified: the returned config is a copy stating the new depths, with fairseq's
+            ``*_layers_to_keep`` cleared so that fairseq never prunes again.
+        kept: ``{"encoder": [0, 2, 4], "decoder": [...]}``; stacks not named are untouched.
+    """
+    unknown = set(kept) - set(STACKS)
+    if unknown:
+        raise PruningError(f"unknown stack(s) {sorted(unknown)}: choose from {', '.join(STACKS)}")
+    renumber = {}
+    for stack, layers in kept.items():
+        depth = stack_depth(cfg, stack)
+        if depth is None:
+            raise PruningError(f"this model has no {stack}; it cannot be pruned there")
+        layers = check_kept_layers(layers, depth, stack)
+        present = {int(m.group(1)) for k in state_dict for m in [re.match(rf"{stack}\.layers\.(\d+)\.", k)] if m}
+        if present and max(present) >= depth:
+            raise PruningError(f"the state dict has {stack} layer {max(present)} but the config says {depth} layers")
+        renumber[stack] = {old: new for new, old in enumerate(layers)}
+
+    pattern = re.compile(rf"^({'|'.join(renumber) or '(?!)'})\.layers\.(\d+)\.(.*)$")
+    pruned = OrderedDict()
+    for key, value in state_dict.items():
+        match = pattern.match(key)
+        if match is None:
+            pruned[key] = value
+            continue
+        stack, index, rest = match.group(1), int(match.group(2)), match.group(3)
+        if index in renumber[stack]:
+            pruned[f"{stack}.layers.{renumber[stack][index]}.{rest}"] = value
+    if hasattr(state_dict, "_metadata"):
+        pruned._metadata = state_dict._metadata
+    return pruned, pruned_config(cfg, {s: len(l) for s, l in kept.items()})
+
+
+def pruned_config(cfg, depths: Dict[str, int]):
+    """A copy of the model config with the given stack depths and no fairseq ``*_layers_to_keep``."""
+    new = _copy(cfg)
+    for stack, depth in depths.items():
+        if _get(new, f"{stack}_layers") is not None:
+            _set(new, f"{stack}_layers", depth)
+        nested = _get(new, stack)
+        if nested is not None and not isinstance(nested, type) and _get(nested, "layers") is not None:
+            _set(nested, "layers", depth)
+        if _has(new, f"{stack}_layers_to_keep"):
+            _set(new, f"{stack}_layers_to_keep", None)
+        if nested is not None and not isinstance(nested, type) and _has(nested, "layers_to_keep"):
+            _set(nested, "layers_to_keep", None)
+    return new
+
+
+def _get(cfg, name):
+    if cfg is None:
+        return None
+    if isinstance(cfg, Mapping):
+        return cfg.get(name)
+    try:
+        return getattr(cfg, name, None)
+    except Exception:  # omegaconf raises on missing keys in struct mode
+        return None
+
+
+def _has(cfg, name):
+    if isinstance(cfg, Mapping):
+        return name in cfg
+    return hasattr(cfg, name)
+
+
+def _set(cfg, name, value):
+    from omegaconf import DictConfig, open_dict
+
+    if isinstance(cfg, DictConfig):
+        with open_dict(cfg):
+            cfg[name] = value
+    elif isinstance(cfg, dict):
+        cfg[name] = value
+    else:
+        setattr(cfg, name, value)
+
+
+def _copy(cfg):
+    return copy.deepcopy(cfg)

@@ -1,0 +1,1 @@
+from . import language_modeling_layerdrop, translation_layerdrop  # noqa: F401
