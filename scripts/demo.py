@@ -3,10 +3,10 @@
 Fan et al. (arXiv 1909.11556), Fig. 2 in miniature, on a generated corpus: an 8-layer LM is trained
 with LayerDrop p = 0.5 and, with the same budget, without LayerDrop (p = 0). Both are then evaluated
 by ``fairseq-eval-lm`` at depths 8, 7, ..., 1, keeping evenly spaced layers, and the table shows
-depth, kept layers, parameters and test perplexity of each. Pruning uses fairseq's
-``decoder_layers_to_keep`` model override. About 5 minutes on 2 CPU cores.
+depth, kept layers, parameters and test perplexity of each. Pruning is the plugin's task option
+(``--task language_modeling_layerdrop --decoder-layers-to-keep ...``). About 5 minutes on 2 CPU cores.
 
-    python scripts/demo.py [--out demo_out] [--epochs 25]
+    python scripts/demo.py [--out demo_out] [--epochs 20]
 """
 
 import argparse
@@ -44,23 +44,10 @@ def run(step, cmd, log_path):
         return log.read()
 
 
-def parameters(checkpoint, kept):
-    """Parameters of the model pruned to the kept decoder layers (every non-layer tensor counts)."""
-    import torch
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
-    total = 0
-    for key, tensor in state.items():
-        match = re.match(r"decoder\.layers\.(\d+)\.", key)
-        if match is None or int(match.group(1)) in kept:
-            total += tensor.numel()
-    return total
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out", help="working directory (data, checkpoints, logs, table)")
-    parser.add_argument("--epochs", type=int, default=25, help="training epochs of each model")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs of each model")
     args = parser.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -82,7 +69,7 @@ def main():
         log = run(f"train {name}", [os.path.join(BIN, "fairseq-train"), data, "--user-dir", PLUGIN, *TRAIN,
                                     "--decoder-layerdrop", str(rate), "--max-epoch", str(args.epochs),
                                     "--save-dir", os.path.join(out, name)], os.path.join(out, f"train_{name}.log"))
-        ran = re.findall(r"train_dec_layers_ran ([0-9.]+)", log)
+        ran = re.findall(r"\| dec_layers_ran ([0-9.]+)", log)
         say(f"  done; layers run per update in the last epoch: {ran[-1] if ran else '?'} of {LAYERS}")
 
     rows = []
@@ -91,13 +78,13 @@ def main():
         row = {"depth": depth, "kept": ",".join(map(str, kept))}
         for name in models:
             checkpoint = os.path.join(out, name, "checkpoint_best.pt")
-            overrides = [] if depth == LAYERS else ["--model-overrides", str({"decoder_layers_to_keep": row["kept"]})]
             log = run(f"eval {name} depth {depth}", [os.path.join(BIN, "fairseq-eval-lm"), data, "--path", checkpoint,
-                                                     "--user-dir", PLUGIN, "--cpu", "--tokens-per-sample", "64",
-                                                     "--gen-subset", "test", *overrides],
+                                                     "--user-dir", PLUGIN, "--task", "language_modeling_layerdrop",
+                                                     "--decoder-layers-to-keep", row["kept"], "--cpu",
+                                                     "--tokens-per-sample", "64", "--gen-subset", "test"],
                       os.path.join(out, f"eval_{name}_{depth}.log"))
             row[f"{name}_ppl"] = float(re.search(r"Perplexity: ([0-9.]+)", log).group(1))
-            row["parameters"] = parameters(checkpoint, kept)
+            row["parameters"] = int(re.search(r"num. model params: ([0-9,]+)", log).group(1).replace(",", ""))
         say(f"depth {depth} (layers {row['kept']}): perplexity {row['layerdrop_ppl']:.2f} with LayerDrop, "
             f"{row['baseline_ppl']:.2f} without")
         rows.append(row)

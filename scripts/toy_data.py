@@ -2,8 +2,9 @@
 
 translation: the target is the source reversed, each word mapped through a fixed
     permutation (needs attention over the whole source, learnable by a tiny model).
-language modeling: sentences from a seeded second-order Markov chain over a small
-    vocabulary, with a few long-range copies, so that depth helps and perplexity falls.
+language modeling: sentences from a seeded first-order Markov chain over a small vocabulary
+    (each word has three possible successors), ending with a copy of their first two words,
+    so that attention over the sentence helps and perplexity falls quickly.
 
     python scripts/toy_data.py translation OUT_DIR [--train 2000]
     python scripts/toy_data.py lm OUT_DIR [--train 3000]
@@ -31,14 +32,14 @@ def translation_pairs(n: int, seed: int, vocab: int = 40, min_len: int = 3, max_
 
 def lm_sentences(n: int, seed: int, vocab: int = 60, min_len: int = 6, max_len: int = 20) -> List[str]:
     table_rng = random.Random(0)  # fixed transition table: the "language"
-    successors = {(a, b): table_rng.sample(range(vocab), 3) for a in range(vocab) for b in range(vocab)}
+    successors = {a: table_rng.sample(range(vocab), 3) for a in range(vocab)}
     rng = random.Random(seed)
     sentences = []
     for _ in range(n):
         words = [rng.randrange(vocab), rng.randrange(vocab)]
         length = rng.randint(min_len, max_len)
         while len(words) < length:
-            choices = successors[(words[-2], words[-1])]
+            choices = successors[words[-1]]
             words.append(choices[0] if rng.random() < 0.7 else rng.choice(choices))
         words += ["|"] + words[:2]  # a long-range copy: the sentence ends by repeating its start
         sentences.append(" ".join(w if isinstance(w, str) else f"w{w}" for w in words))

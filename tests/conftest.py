@@ -115,3 +115,13 @@ def lm_checkpoint(lm_data, tmp_path_factory):
             "--task", "language_modeling", "--tokens-per-sample", "64",
             "--arch", "transformer_lm_layerdrop_tiny", "--max-epoch", "2")
     return save_dir / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def fairseq_mt_checkpoint(translation_data, tmp_path_factory):
+    """A checkpoint of fairseq's own `transformer` (6 + 6 layers of width 64), trained without the plugin."""
+    save_dir = tmp_path_factory.mktemp("fairseq_mt_checkpoint")
+    fairseq("fairseq-train", translation_data, *TRAIN_COMMON, "--save-dir", save_dir, "--arch", "transformer",
+            "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "4",
+            "--decoder-attention-heads", "4", "--max-epoch", "2")
+    return save_dir / "checkpoint_last.pt"

@@ -15,8 +15,12 @@ from fairseq.models.transformer.transformer_legacy import (
     transformer_wmt_en_de_big,
 )
 
+from fairseq.dataclass.utils import gen_parser_from_dataclass
+
 from ..compat import mark_plugin_args
 from ..modules import attach_layerdrop, check_layerdrop_rate
+from ..pruning.on_load import build_pruned_model
+from ..pruning.options import PruningOptions
 
 PAPER_LAYERDROP = 0.2
 
@@ -26,16 +30,28 @@ class TransformerLayerDropModel(TransformerModel):
     """Encoder-decoder transformer with seeded LayerDrop in both stacks.
 
     Flags: ``--encoder-layerdrop P``, ``--decoder-layerdrop P`` (fairseq's names; each in [0, 1)).
+    The pruning options are model options too (for ``fairseq-validate`` and ``--model-overrides``,
+    which reach only the model); with the ``translation_layerdrop`` task they are the task's.
     """
+
+    @classmethod
+    def add_args(cls, parser):
+        super().add_args(parser)
+        gen_parser_from_dataclass(parser, PruningOptions(), delete_default=True)
 
     @classmethod
     def build_model(cls, args, task):
         encoder_p = check_layerdrop_rate(getattr(args, "encoder_layerdrop", 0.0), "--encoder-layerdrop")
         decoder_p = check_layerdrop_rate(getattr(args, "decoder_layerdrop", 0.0), "--decoder-layerdrop")
-        model = super().build_model(args, task)
-        seed = getattr(args, "seed", 1)
-        attach_layerdrop(model.encoder, encoder_p, seed, "encoder")
-        attach_layerdrop(model.decoder, decoder_p, seed, "decoder")
+
+        def build(args):
+            model = super(TransformerLayerDropModel, cls).build_model(args, task)
+            seed = getattr(args, "seed", 1)
+            attach_layerdrop(model.encoder, encoder_p, seed, "encoder")
+            attach_layerdrop(model.decoder, decoder_p, seed, "decoder")
+            return model
+
+        model = build_pruned_model(build, args, args, ("encoder", "decoder"))
         mark_plugin_args(args)
         return model
 

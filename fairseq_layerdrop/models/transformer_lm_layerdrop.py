@@ -21,11 +21,16 @@ from omegaconf import II
 
 from ..compat import mark_plugin_state_dict
 from ..modules import attach_layerdrop, check_layerdrop_rate
+from ..pruning.on_load import build_pruned_model
+from ..pruning.options import PruningOptions
 from .transformer_layerdrop import PAPER_LAYERDROP
 
 
 @dataclass
-class TransformerLMLayerDropConfig(TransformerLanguageModelConfig):
+class TransformerLMLayerDropConfig(TransformerLanguageModelConfig, PruningOptions):
+    """fairseq's LM config, LayerDrop 0.2 by default, and the pruning options as model options
+    (for ``fairseq-validate`` and ``--model-overrides``, which reach only the model)."""
+
     decoder_layerdrop: float = field(
         default=PAPER_LAYERDROP,
         metadata={"help": "LayerDrop probability for the decoder, in [0, 1) (Fan et al. 2019)"},
@@ -40,9 +45,13 @@ class TransformerLMLayerDrop(TransformerLanguageModel):
     @classmethod
     def build_model(cls, args, task):
         p = check_layerdrop_rate(safe_getattr(args, "decoder_layerdrop", 0.0), "--decoder-layerdrop")
-        model = super().build_model(args, task)
-        attach_layerdrop(model.decoder, p, safe_getattr(args, "seed", 1), "decoder")
-        return model
+
+        def build(args):
+            model = super(TransformerLMLayerDrop, cls).build_model(args, task)
+            attach_layerdrop(model.decoder, p, safe_getattr(args, "seed", 1), "decoder")
+            return model
+
+        return build_pruned_model(build, args, args, ("decoder",))
 
     def state_dict(self, *args, **kwargs):
         state = super().state_dict(*args, **kwargs)

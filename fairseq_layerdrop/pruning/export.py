@@ -22,7 +22,7 @@ import torch
 from fairseq.dataclass.utils import gen_parser_from_dataclass
 
 from .. import compat  # noqa: F401  (allow-lists the classes plugin checkpoints hold)
-from ..tasks.pruning_options import PruningOptions, pruning_requests
+from .options import PruningOptions, clear_pruning_options, pruning_requests
 from .state_dict import STACKS, PruningError, prune_state_dict, stack_depth
 
 
@@ -49,10 +49,7 @@ def prune_checkpoint(state, options):
         new_cfg = dict(vars(new_cfg))
     if state.get("cfg") is not None and state["cfg"].get("model") is not None:
         state["cfg"]["model"] = new_cfg
-        task = state["cfg"].get("task") or {}
-        for name in PruningOptions.__dataclass_fields__:  # the saved task options must not prune again
-            if name in task and name != "prune_strategy":
-                task[name] = None
+        clear_pruning_options(state["cfg"].get("task") or {})  # the saved task options must not prune again
     else:
         state["args"] = new_cfg
     state.pop("last_optimizer_state", None)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from fairseq.tasks import register_task
 from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
 
-from .pruning_options import PruneOnLoadTask, PruningOptions
-from .translation_layerdrop import add_args_replacing_model_flags
+from ..pruning.options import PruningOptions
+from .prune_on_load_task import PruneOnLoadTask
 
 
 @dataclass
@@ -23,6 +23,3 @@ class LanguageModelingLayerDropTask(PruneOnLoadTask, LanguageModelingTask):
 
     PRUNABLE_STACKS = ("decoder",)
 
-    @classmethod
-    def add_args(cls, parser):
-        add_args_replacing_model_flags(parser, super().add_args)

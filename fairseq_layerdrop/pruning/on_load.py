@@ -1,0 +1,82 @@
+"""Pruning at load time: build the model at the pruned depth, renumber the checkpoint as it loads.
+
+Used by the plugin's tasks (for any architecture, fairseq's own included) and by the plugin's
+architectures (for model-level options, which is what ``fairseq-validate`` and
+``--model-overrides`` reach). The checkpoint's state dict is renumbered with
+``prune_state_dict`` *before* fairseq upgrades old keys, so that fairseq's per-layer upgrades
+see the layers they expect (fairseq issue 3037), and fairseq's own ``prune_state_dict`` never
+runs because its ``*_layers_to_keep`` fields are cleared first.
+"""
+
+import logging
+
+from .options import clear_pruning_options, pruning_requests
+from .state_dict import PruningError, _set, prune_state_dict, stack_depth
+from .strategies import kept_layers
+
+logger = logging.getLogger(__name__)
+
+
+def build_pruned_model(build, model_cfg, options, stacks, clear_options=True):
+    """Build a model with ``build(model_cfg)``, pruned as ``options`` request.
+
+    ``options`` holds the pruning options (the task config, or the model config itself). They
+    are cleared from the model config once read, so that nothing prunes twice and a saved
+    checkpoint states its new depth; with ``clear_options`` they are cleared from ``options``
+    too (a task does so when it builds a model to train, so that its checkpoints do not ask to
+    be pruned again, but not when it loads an ensemble, whose members all need them).
+    """
+    requests = pruning_requests(options, model_cfg, stacks)
+    clear_pruning_options(model_cfg)
+    if clear_options:
+        clear_pruning_options(options)
+    if not requests:
+        return build(model_cfg)
+    full_depth = {}
+    for stack, request in requests.items():
+        depth = stack_depth(model_cfg, stack)
+        if depth is None:
+            raise PruningError(f"{request.source}: this model has no {stack}")
+        full_depth[stack] = depth
+        # the depth is known now; which layers may depend on the checkpoint (data-driven strategies)
+        target = len(request.kept(depth)) if request.layers is not None else request.depth
+        kept_layers("every-other", depth, target, stack=stack)  # checks the depth, with a clear message
+        _set(model_cfg, f"{stack}_layers", target)
+    model = build(model_cfg)
+    install_prune_on_load(model, requests, full_depth, model_cfg)
+    return model
+
+
+def install_prune_on_load(model, requests, full_depth, cfg):
+    """Make ``model.load_state_dict`` renumber a full-depth state dict to the requested layers first."""
+    upgrade = model.upgrade_state_dict  # fairseq calls this first thing in load_state_dict
+
+    def prune_then_upgrade(state_dict):
+        kept = {}
+        for stack, request in requests.items():
+            present = {int(k.split(".")[2]) for k in state_dict if k.startswith(f"{stack}.layers.")}
+            target = stack_depth(cfg, stack)
+            if len(present) == target and len(present) != full_depth[stack]:
+                logger.info(f"{stack}: the checkpoint has {target} layers already; loading it as it is")
+                continue
+            if len(present) != full_depth[stack]:
+                raise PruningError(
+                    f"{request.source}: the checkpoint's {stack} has {len(present)} layers, expected {full_depth[stack]}"
+                )
+            kept[stack] = request.kept(full_depth[stack], state_dict=state_dict, cfg=cfg)
+        if kept:
+            before = sum(t.numel() for t in state_dict.values())
+            pruned, _ = prune_state_dict(state_dict, _depths_cfg(full_depth), kept)
+            after = sum(t.numel() for t in pruned.values())
+            for stack, layers in kept.items():
+                logger.info(f"pruning the {stack}: keeping layers {layers} of {full_depth[stack]}")
+            logger.info(f"parameters: {before:,} before pruning, {after:,} after")
+            state_dict.clear()
+            state_dict.update(pruned)
+        upgrade(state_dict)
+
+    model.upgrade_state_dict = prune_then_upgrade
+
+
+def _depths_cfg(full_depth):
+    return {f"{stack}_layers": depth for stack, depth in full_depth.items()}

@@ -1,0 +1,94 @@
+"""The pruning options (the tasks', the export's and the plugin architectures') and how they
+become one request per stack.
+
+Fan et al. (arXiv 1909.11556) prune a trained model at inference by keeping a subset of its
+layers, without finetuning. The options say which: explicit lists, or a target depth and a
+strategy. fairseq's own ``*_layers_to_keep`` model fields, when set (``--model-overrides``, or a
+``transformer`` model's own flag in ``fairseq-train``), are read as these options too.
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+from fairseq.dataclass import FairseqDataclass
+
+from .state_dict import PruningError, _get, _has, _set, parse_layer_list
+from .strategies import kept_layers
+
+
+@dataclass
+class PruningOptions(FairseqDataclass):
+    encoder_layers_to_keep: Optional[str] = field(
+        default=None, metadata={"help": "encoder layers to keep, e.g. 0,2,4 (0-based; order is kept; no repeats)"}
+    )
+    decoder_layers_to_keep: Optional[str] = field(
+        default=None, metadata={"help": "decoder layers to keep, e.g. 1,3,5 (0-based; order is kept; no repeats)"}
+    )
+    layers_to_keep: Optional[str] = field(
+        default=None, metadata={"help": "layers to keep in every stack (the decoder of a language model)"}
+    )
+    prune_to: Optional[int] = field(
+        default=None, metadata={"help": "prune every stack to this many layers, chosen by --prune-strategy"}
+    )
+    encoder_prune_to: Optional[int] = field(default=None, metadata={"help": "prune the encoder to this many layers"})
+    decoder_prune_to: Optional[int] = field(default=None, metadata={"help": "prune the decoder to this many layers"})
+    prune_strategy: str = field(
+        default="every-other",
+        metadata={"help": "how --prune-to chooses layers: every-other (alias alternate), top, bottom, symmetric"},
+    )
+
+
+PRUNING_FIELDS = tuple(f for f in PruningOptions.__dataclass_fields__ if f not in FairseqDataclass.__dataclass_fields__)
+
+
+class Request:
+    """What to keep of one stack: an explicit list, or a depth and a strategy."""
+
+    def __init__(self, stack, layers=None, depth=None, strategy=None, source=""):
+        self.stack, self.layers, self.depth, self.strategy, self.source = stack, layers, depth, strategy, source
+
+    def kept(self, num_layers: int, **context):
+        if self.layers is not None:
+            return parse_layer_list(self.layers, self.stack, num_layers)
+        return kept_layers(self.strategy, num_layers, self.depth, stack=self.stack, **context)
+
+
+def pruning_requests(options, model_cfg, stacks) -> Dict[str, Request]:
+    """Read the task options (and fairseq's model-level ``*_layers_to_keep``) into one request per stack."""
+    requests = {}
+    strategy = _get(options, "prune_strategy") or "every-other"
+
+    def put(stack, request):
+        if stack in requests:
+            raise PruningError(
+                f"the {stack} is pruned twice: by {requests[stack].source} and by {request.source}; give one"
+            )
+        requests[stack] = request
+
+    for stack in ("encoder", "decoder"):
+        explicit = _get(options, f"{stack}_layers_to_keep")
+        model_level = _get(model_cfg, f"{stack}_layers_to_keep")
+        if explicit is None and model_level not in (None, "", []):
+            explicit = model_level
+        if explicit is not None:
+            put(stack, Request(stack, layers=explicit, source=f"--{stack}-layers-to-keep"))
+        depth = _get(options, f"{stack}_prune_to")
+        if depth is not None:
+            put(stack, Request(stack, depth=depth, strategy=strategy, source=f"--{stack}-prune-to"))
+    for stack in stacks:
+        if _get(options, "layers_to_keep") is not None:
+            put(stack, Request(stack, layers=_get(options, "layers_to_keep"), source="--layers-to-keep"))
+        if _get(options, "prune_to") is not None:
+            put(stack, Request(stack, depth=_get(options, "prune_to"), strategy=strategy, source="--prune-to"))
+    for stack in requests:
+        if stack not in stacks:
+            raise PruningError(f"{requests[stack].source}: this model has no {stack}")
+    return requests
+
+
+def clear_pruning_options(cfg) -> None:
+    """Set every pruning option (and fairseq's ``*_layers_to_keep``) present in ``cfg`` to None,
+    so that nothing downstream prunes a second time."""
+    for name in PRUNING_FIELDS:
+        if name != "prune_strategy" and _has(cfg, name) and _get(cfg, name) is not None:
+            _set(cfg, name, None)
