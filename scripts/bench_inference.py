@@ -47,9 +47,21 @@ def measure(cmd):
     return output, int(re.search(r"PEAK_RSS_KB (\d+)", output).group(1)) / 1024
 
 
+def run_all(runs, command, common, speed_pattern, unit, rows):
+    """Run ``command`` once per (label, checkpoint, options); return speeds and append table rows."""
+    speed = {}
+    for label, path, options in runs:
+        print(f"  {label} ...", flush=True)
+        output, peak = measure([os.path.join(BIN, command), "--path", path, *common, *options])
+        speed[label] = float(re.search(speed_pattern, output).group(1))
+        rows.append((label, f"{speed[label]:.1f} {unit}", peak, os.path.getsize(path) / 1e6))
+    return speed
+
+
 def make_checkpoint(data, save_dir, args):
     subprocess.run([os.path.join(BIN, "fairseq-train"), data, "--user-dir", PLUGIN, "--cpu", *args, "--optimizer",
                     "adam", "--lr", "1e-9", "--max-update", "1", "--save-dir", save_dir, "--no-epoch-checkpoints",
+                    "--no-save-optimizer-state",
                     "--disable-validation"], check=True, capture_output=True)
     return os.path.join(save_dir, "checkpoint_last.pt")
 
@@ -78,12 +90,7 @@ def main():
                    "--tokens-per-sample", "512", "--max-tokens", "2048", "--gen-subset", "train"]
         lm_runs = [("LM full depth (12)", lm, []), ("LM pruned to 6 on load", lm, ["--prune-to", "6"]),
                    ("LM exported 6-layer checkpoint", lm_small, []), ("LM pruned to 1 on load", lm, ["--prune-to", "1"])]
-        lm_speed = {}
-        for label, path, options in lm_runs:
-            print(f"  {label} ...", flush=True)
-            output, peak = measure([os.path.join(BIN, "fairseq-eval-lm"), "--path", path, *lm_eval, *options])
-            lm_speed[label] = float(re.search(r"\(([0-9.]+) tokens/s\)", output).group(1))
-            rows.append((label, f"{lm_speed[label]:.0f} tokens/s", peak, os.path.getsize(path) / 1e6))
+        lm_speed = run_all(lm_runs, "fairseq-eval-lm", lm_eval, r"\(([0-9.]+) tokens/s\)", "tokens/s", rows)
 
         print("building a 12 + 12 layer translation checkpoint ...", flush=True)
         raw = toy_data.write_translation(os.path.join(tmp, "mt_raw"), train=200, valid=50, test=400)
@@ -100,12 +107,7 @@ def main():
                     "--batch-size", "50", "--required-batch-size-multiple", "1", "--max-len-a", "1", "--max-len-b", "2"]
         mt_runs = [("MT full depth (12 + 12)", mt, []), ("MT pruned to 6 + 6 on load", mt, ["--prune-to", "6"]),
                    ("MT exported 6 + 6 checkpoint", mt_small, []), ("MT pruned to 1 + 1 on load", mt, ["--prune-to", "1"])]
-        mt_speed = {}
-        for label, path, options in mt_runs:
-            print(f"  {label} ...", flush=True)
-            output, peak = measure([os.path.join(BIN, "fairseq-generate"), "--path", path, *generate, *options])
-            mt_speed[label] = float(re.search(r"\(([0-9.]+) sentences/s", output).group(1))
-            rows.append((label, f"{mt_speed[label]:.1f} sentences/s", peak, os.path.getsize(path) / 1e6))
+        mt_speed = run_all(mt_runs, "fairseq-generate", generate, r"\(([0-9.]+) sentences/s", "sentences/s", rows)
 
     def summary(speed, full, half, exported, one, unit):
         t_full, t_half, t_one = 1 / speed[full], 1 / speed[half], 1 / speed[one]

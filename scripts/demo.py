@@ -2,8 +2,8 @@
 
 Fan et al. (arXiv 1909.11556), Fig. 2 in miniature, on a generated corpus: an 8-layer LM is trained
 with LayerDrop p = 0.5 and, with the same budget, without LayerDrop (p = 0). Both are then evaluated
-by ``fairseq-eval-lm`` at depths 8, 7, ..., 1, keeping evenly spaced layers, and the table shows
-depth, kept layers, parameters and test perplexity of each. Pruning is the plugin's task option
+by ``fairseq-eval-lm`` at depths 8, 7, ..., 1, keeping evenly spaced layers, and the table (and
+depth_plot.png) shows depth, kept layers, parameters and test perplexity of each. Pruning is the plugin's task option
 (``--task language_modeling_layerdrop --decoder-layers-to-keep ...``). About 5 minutes on 2 CPU cores.
 
     python scripts/demo.py [--out demo_out] [--epochs 20]
@@ -21,6 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import toy_data  # noqa: E402
+from depth_sweep import plot  # noqa: E402
 from fairseq_in_process import PLUGIN  # noqa: E402
 
 from fairseq_layerdrop.pruning import kept_layers  # noqa: E402
@@ -100,8 +101,11 @@ def main():
               for r in rows]
     with open(os.path.join(out, "depth_table.md"), "w") as f:
         f.write("\n".join(table) + "\n")
+    curves = [{"depth": r["depth"], "quality": r[f"{name}_ppl"], "strategy": label}
+              for label, name in (("LayerDrop p=0.5", "layerdrop"), ("baseline p=0", "baseline")) for r in rows]
+    plot(curves, "perplexity", os.path.join(out, "depth_plot.png"), "pruned with every-other, no finetuning")
     print("\n" + "\n".join(table))
-    say(f"wrote {out}/depth_table.csv and depth_table.md")
+    say(f"wrote {out}/depth_table.csv, depth_table.md and depth_plot.png")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,11 @@ def plot(rows, metric, path, title):
     ax.set_xlabel("kept layers")
     ax.set_ylabel(metric + (" (lower is better)" if metric == "perplexity" else ""))
     if metric == "perplexity":
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
