@@ -30,6 +30,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_inference.py
 
 clean:
 	rm -rf $(VENV) demo_out bench_out

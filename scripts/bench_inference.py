@@ -8,17 +8,21 @@ pruned to 6 (every other layer) at load time by the plugin's task option, and as
 
 - ``fairseq-eval-lm`` tokens/s and ``fairseq-generate`` sentences/s, as fairseq reports them
   (model loading excluded);
-- peak resident memory of the whole command, and checkpoint file size.
+- peak resident memory of the whole command, and checkpoint file size (saved without optimizer state).
+
+Runs are interleaved over ``--rounds`` and the median speed is reported: single runs of these
+commands vary by about 10% on a shared 2-core machine.
 
 The share of time in the layer stacks is estimated from a run at depth 1 (time = fixed +
 per-layer x depth); it bounds the speed-up at half depth: ideal = 1 / (1 - share / 2).
 
-    python scripts/bench_inference.py     # about 5 minutes on 2 cores
+    python scripts/bench_inference.py     # about 10 minutes on 2 cores
 """
 
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,14 +51,19 @@ def measure(cmd):
     return output, int(re.search(r"PEAK_RSS_KB (\d+)", output).group(1)) / 1024
 
 
-def run_all(runs, command, common, speed_pattern, unit, rows):
-    """Run ``command`` once per (label, checkpoint, options); return speeds and append table rows."""
-    speed = {}
-    for label, path, options in runs:
-        print(f"  {label} ...", flush=True)
-        output, peak = measure([os.path.join(BIN, command), "--path", path, *common, *options])
-        speed[label] = float(re.search(speed_pattern, output).group(1))
-        rows.append((label, f"{speed[label]:.1f} {unit}", peak, os.path.getsize(path) / 1e6))
+def run_all(runs, command, common, speed_pattern, unit, rows, rounds):
+    """Run ``command`` for each (label, checkpoint, options), interleaved over ``rounds``; return the
+    median speeds and append table rows (median speed, largest peak memory, file size)."""
+    speeds, peaks = {label: [] for label, *_ in runs}, {label: [] for label, *_ in runs}
+    for r in range(rounds):
+        for label, path, options in runs:
+            output, peak = measure([os.path.join(BIN, command), "--path", path, *common, *options])
+            speeds[label].append(float(re.search(speed_pattern, output).group(1)))
+            peaks[label].append(peak)
+            print(f"  round {r + 1}/{rounds}  {label:<32} {speeds[label][-1]:8.1f} {unit}", flush=True)
+    speed = {label: statistics.median(v) for label, v in speeds.items()}
+    for label, path, _ in runs:
+        rows.append((label, f"{speed[label]:.1f} {unit}", max(peaks[label]), os.path.getsize(path) / 1e6))
     return speed
 
 
@@ -75,6 +84,7 @@ def export(checkpoint, target, *options):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_out", help="directory for bench_inference.md")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median is reported")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +100,7 @@ def main():
                    "--tokens-per-sample", "512", "--max-tokens", "2048", "--gen-subset", "train"]
         lm_runs = [("LM full depth (12)", lm, []), ("LM pruned to 6 on load", lm, ["--prune-to", "6"]),
                    ("LM exported 6-layer checkpoint", lm_small, []), ("LM pruned to 1 on load", lm, ["--prune-to", "1"])]
-        lm_speed = run_all(lm_runs, "fairseq-eval-lm", lm_eval, r"\(([0-9.]+) tokens/s\)", "tokens/s", rows)
+        lm_speed = run_all(lm_runs, "fairseq-eval-lm", lm_eval, r"\(([0-9.]+) tokens/s\)", "tokens/s", rows, args.rounds)
 
         print("building a 12 + 12 layer translation checkpoint ...", flush=True)
         raw = toy_data.write_translation(os.path.join(tmp, "mt_raw"), train=200, valid=50, test=400)
@@ -107,10 +117,10 @@ def main():
                     "--batch-size", "50", "--required-batch-size-multiple", "1", "--max-len-a", "1", "--max-len-b", "2"]
         mt_runs = [("MT full depth (12 + 12)", mt, []), ("MT pruned to 6 + 6 on load", mt, ["--prune-to", "6"]),
                    ("MT exported 6 + 6 checkpoint", mt_small, []), ("MT pruned to 1 + 1 on load", mt, ["--prune-to", "1"])]
-        mt_speed = run_all(mt_runs, "fairseq-generate", generate, r"\(([0-9.]+) sentences/s", "sentences/s", rows)
+        mt_speed = run_all(mt_runs, "fairseq-generate", generate, r"\(([0-9.]+) sentences/s", "sentences/s", rows, args.rounds)
 
     def summary(speed, full, half, exported, one, unit):
-        t_full, t_half, t_one = 1 / speed[full], 1 / speed[half], 1 / speed[one]
+        t_full, t_one = 1 / speed[full], 1 / speed[one]
         share = (t_full - t_one) * 12 / 11 / t_full  # time = fixed + per-layer x depth, from depths 12 and 1
         ideal = 1 / (1 - share / 2)
         return (f"{unit}: half depth is {speed[half] / speed[full]:.2f}x faster pruned on load, "

@@ -11,7 +11,7 @@ runs because its ``*_layers_to_keep`` fields are cleared first.
 import logging
 
 from .options import clear_pruning_options, pruning_requests
-from .state_dict import PruningError, _set, prune_state_dict, stack_depth
+from .state_dict import PruningError, config_set, prune_state_dict, stack_depth
 from .strategies import kept_layers
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def build_pruned_model(build, model_cfg, options, stacks, clear_options=True):
         # the depth is known now; which layers may depend on the checkpoint (data-driven strategies)
         target = len(request.kept(depth)) if request.layers is not None else request.depth
         kept_layers("every-other", depth, target, stack=stack)  # checks the depth, with a clear message
-        _set(model_cfg, f"{stack}_layers", target)
+        config_set(model_cfg, f"{stack}_layers", target)
     model = build(model_cfg)
     install_prune_on_load(model, requests, full_depth, model_cfg)
     return model

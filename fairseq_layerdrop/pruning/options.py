@@ -12,7 +12,7 @@ from typing import Dict, Optional
 
 from fairseq.dataclass import FairseqDataclass
 
-from .state_dict import PruningError, _get, _has, _set, parse_layer_list
+from .state_dict import PruningError, config_get, config_has, config_set, parse_layer_list
 from .strategies import kept_layers
 
 
@@ -56,7 +56,7 @@ class Request:
 def pruning_requests(options, model_cfg, stacks) -> Dict[str, Request]:
     """Read the task options (and fairseq's model-level ``*_layers_to_keep``) into one request per stack."""
     requests = {}
-    strategy = _get(options, "prune_strategy") or "every-other"
+    strategy = config_get(options, "prune_strategy") or "every-other"
 
     def put(stack, request):
         if stack in requests:
@@ -66,20 +66,20 @@ def pruning_requests(options, model_cfg, stacks) -> Dict[str, Request]:
         requests[stack] = request
 
     for stack in ("encoder", "decoder"):
-        explicit = _get(options, f"{stack}_layers_to_keep")
-        model_level = _get(model_cfg, f"{stack}_layers_to_keep")
+        explicit = config_get(options, f"{stack}_layers_to_keep")
+        model_level = config_get(model_cfg, f"{stack}_layers_to_keep")
         if explicit is None and model_level not in (None, "", []):
             explicit = model_level
         if explicit is not None:
             put(stack, Request(stack, layers=explicit, source=f"--{stack}-layers-to-keep"))
-        depth = _get(options, f"{stack}_prune_to")
+        depth = config_get(options, f"{stack}_prune_to")
         if depth is not None:
             put(stack, Request(stack, depth=depth, strategy=strategy, source=f"--{stack}-prune-to"))
     for stack in stacks:
-        if _get(options, "layers_to_keep") is not None:
-            put(stack, Request(stack, layers=_get(options, "layers_to_keep"), source="--layers-to-keep"))
-        if _get(options, "prune_to") is not None:
-            put(stack, Request(stack, depth=_get(options, "prune_to"), strategy=strategy, source="--prune-to"))
+        if config_get(options, "layers_to_keep") is not None:
+            put(stack, Request(stack, layers=config_get(options, "layers_to_keep"), source="--layers-to-keep"))
+        if config_get(options, "prune_to") is not None:
+            put(stack, Request(stack, depth=config_get(options, "prune_to"), strategy=strategy, source="--prune-to"))
     for stack in requests:
         if stack not in stacks:
             raise PruningError(f"{requests[stack].source}: this model has no {stack}")
@@ -90,5 +90,5 @@ def clear_pruning_options(cfg) -> None:
     """Set every pruning option (and fairseq's ``*_layers_to_keep``) present in ``cfg`` to None,
     so that nothing downstream prunes a second time."""
     for name in PRUNING_FIELDS:
-        if name != "prune_strategy" and _has(cfg, name) and _get(cfg, name) is not None:
-            _set(cfg, name, None)
+        if name != "prune_strategy" and config_has(cfg, name) and config_get(cfg, name) is not None:
+            config_set(cfg, name, None)

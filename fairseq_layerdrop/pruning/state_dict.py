@@ -46,17 +46,18 @@ def check_kept_layers(kept: Sequence, num_layers: int, stack: str) -> List[int]:
 
 def parse_layer_list(text, stack: str, num_layers: int) -> List[int]:
     """Parse ``"0,2,4"`` (or a list of ints, as fairseq's own parser may give) and check it."""
-    items = text if isinstance(text, (list, tuple)) else [t for t in str(text).split(",")]
-    if not isinstance(text, (list, tuple)) and not str(text).strip():
-        items = []
+    if isinstance(text, (list, tuple)):
+        items = list(text)
+    else:
+        items = str(text).split(",") if str(text).strip() else []
     return check_kept_layers(items, num_layers, stack)
 
 
 def stack_depth(cfg, stack: str) -> Optional[int]:
     """Number of layers of ``stack`` in a model config (Namespace, DictConfig or dict); None if absent."""
-    value = _get(cfg, f"{stack}_layers")
+    value = config_get(cfg, f"{stack}_layers")
     if value is None:
-        value = _get(_get(cfg, stack), "layers")
+        value = config_get(config_get(cfg, stack), "layers")
     return None if value is None else int(value)
 
 
@@ -103,21 +104,25 @@ def prune_state_dict(
 
 def pruned_config(cfg, depths: Dict[str, int]):
     """A copy of the model config with the given stack depths and no fairseq ``*_layers_to_keep``."""
-    new = _copy(cfg)
+    new = copy.deepcopy(cfg)
     for stack, depth in depths.items():
-        if _get(new, f"{stack}_layers") is not None:
-            _set(new, f"{stack}_layers", depth)
-        nested = _get(new, stack)
-        if nested is not None and not isinstance(nested, type) and _get(nested, "layers") is not None:
-            _set(nested, "layers", depth)
-        if _has(new, f"{stack}_layers_to_keep"):
-            _set(new, f"{stack}_layers_to_keep", None)
-        if nested is not None and not isinstance(nested, type) and _has(nested, "layers_to_keep"):
-            _set(nested, "layers_to_keep", None)
+        if config_get(new, f"{stack}_layers") is not None:
+            config_set(new, f"{stack}_layers", depth)
+        nested = config_get(new, stack)
+        if nested is not None and not isinstance(nested, type) and config_get(nested, "layers") is not None:
+            config_set(nested, "layers", depth)
+        if config_has(new, f"{stack}_layers_to_keep"):
+            config_set(new, f"{stack}_layers_to_keep", None)
+        if nested is not None and not isinstance(nested, type) and config_has(nested, "layers_to_keep"):
+            config_set(nested, "layers_to_keep", None)
     return new
 
 
-def _get(cfg, name):
+# A model config may be an argparse.Namespace (legacy architectures), an omegaconf DictConfig or
+# a plain dict (a saved checkpoint); these three read and write a field of any of them.
+
+
+def config_get(cfg, name):
     if cfg is None:
         return None
     if isinstance(cfg, Mapping):
@@ -128,13 +133,13 @@ def _get(cfg, name):
         return None
 
 
-def _has(cfg, name):
+def config_has(cfg, name):
     if isinstance(cfg, Mapping):
         return name in cfg
     return hasattr(cfg, name)
 
 
-def _set(cfg, name, value):
+def config_set(cfg, name, value):
     from omegaconf import DictConfig, open_dict
 
     if isinstance(cfg, DictConfig):
@@ -145,6 +150,3 @@ def _set(cfg, name, value):
     else:
         setattr(cfg, name, value)
 
-
-def _copy(cfg):
-    return copy.deepcopy(cfg)
