@@ -108,7 +108,8 @@ def main():
 
     import fairseq_layerdrop  # noqa: F401  (allow-lists plugin checkpoint classes)
     from fairseq_layerdrop.pruning import STRATEGIES, PruningError, kept_layers, prune_state_dict, stack_depth
-    from fairseq_layerdrop.pruning.export import count_parameters, model_config
+    from fairseq_layerdrop.pruning.export import model_config
+    from fairseq_layerdrop.pruning.state_dict import count_parameters
 
     if not os.path.isfile(args.checkpoint):
         sys.exit(f"depth_sweep: no checkpoint at {args.checkpoint}")

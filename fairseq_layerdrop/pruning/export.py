@@ -23,7 +23,7 @@ from fairseq.dataclass.utils import gen_parser_from_dataclass
 
 from .. import compat  # noqa: F401  (allow-lists the classes plugin checkpoints hold)
 from .options import PruningOptions, clear_pruning_options, pruning_requests
-from .state_dict import STACKS, PruningError, prune_state_dict, stack_depth
+from .state_dict import STACKS, PruningError, count_parameters, prune_state_dict, stack_depth
 
 
 def model_config(state):
@@ -55,10 +55,6 @@ def prune_checkpoint(state, options):
     state.pop("last_optimizer_state", None)
     (state.get("extra_state") or {}).pop("ema", None)
     return kept
-
-
-def count_parameters(state_dict):
-    return sum(t.numel() for t in state_dict.values() if torch.is_tensor(t) and t.is_floating_point())
 
 
 def save_atomically(state, path):

@@ -11,7 +11,7 @@ runs because its ``*_layers_to_keep`` fields are cleared first.
 import logging
 
 from .options import clear_pruning_options, pruning_requests
-from .state_dict import PruningError, config_set, prune_state_dict, stack_depth
+from .state_dict import PruningError, config_set, count_parameters, prune_state_dict, stack_depth
 from .strategies import kept_layers
 
 logger = logging.getLogger(__name__)
@@ -65,9 +65,9 @@ def install_prune_on_load(model, requests, full_depth, cfg):
                 )
             kept[stack] = request.kept(full_depth[stack], state_dict=state_dict, cfg=cfg)
         if kept:
-            before = sum(t.numel() for t in state_dict.values())
+            before = count_parameters(state_dict)
             pruned, _ = prune_state_dict(state_dict, _depths_cfg(full_depth), kept)
-            after = sum(t.numel() for t in pruned.values())
+            after = count_parameters(pruned)
             for stack, layers in kept.items():
                 logger.info(f"pruning the {stack}: keeping layers {layers} of {full_depth[stack]}")
             logger.info(f"parameters: {before:,} before pruning, {after:,} after")

@@ -102,6 +102,12 @@ def prune_state_dict(
     return pruned, pruned_config(cfg, {s: len(l) for s, l in kept.items()})
 
 
+def count_parameters(state_dict) -> int:
+    """Floating-point elements of a state dict: the parameters plus the few float buffers fairseq
+    keeps (version stamps), so within a handful of fairseq's own "num. model params"."""
+    return sum(t.numel() for t in state_dict.values() if hasattr(t, "is_floating_point") and t.is_floating_point())
+
+
 def pruned_config(cfg, depths: Dict[str, int]):
     """A copy of the model config with the given stack depths and no fairseq ``*_layers_to_keep``."""
     new = copy.deepcopy(cfg)
