@@ -12,6 +12,8 @@ from conftest import BIN, PLUGIN, ROOT, TRAIN_COMMON, fairseq, json_logs
 from fairseq_in_process import load_models
 from torch import nn
 
+import fairseq_layerdrop  # noqa: F401,E402  (allow-lists the classes plugin checkpoints hold, for torch.load here)
+
 GENERATE = ["--cpu", "--beam", "2", "--batch-size", "64", "--max-len-a", "1", "--max-len-b", "5",
             "--required-batch-size-multiple", "1"]
 

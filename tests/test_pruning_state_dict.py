@@ -100,3 +100,25 @@ def test_bad_target_depth_is_refused(keep):
 def test_unknown_strategy_is_refused_listing_the_known_ones():
     with pytest.raises(PruningError, match="unknown pruning strategy 'middle'; choose from .*every-other"):
         kept_layers("middle", 8, 4)
+
+
+def test_pruning_requests_read_every_option_and_refuse_conflicts():
+    from fairseq_layerdrop.pruning.options import pruning_requests
+
+    def options(**given):
+        fields = dict(encoder_layers_to_keep=None, decoder_layers_to_keep=None, layers_to_keep=None, prune_to=None,
+                      encoder_prune_to=None, decoder_prune_to=None, prune_strategy="top")
+        return argparse.Namespace(**{**fields, **given})
+
+    stacks = ("encoder", "decoder")
+    requests = pruning_requests(options(encoder_prune_to=2, decoder_layers_to_keep="3,1"), namespace(), stacks)
+    assert requests["encoder"].kept(6) == [0, 1] and requests["decoder"].kept(4) == [3, 1]
+    plain = argparse.Namespace(encoder_layers=6, decoder_layers=4)
+    both = pruning_requests(options(prune_to=2), plain, stacks)
+    assert both["encoder"].kept(6) == [0, 1] and both["decoder"].kept(4) == [0, 1]
+    model_level = pruning_requests(options(), namespace(), stacks)  # fairseq's decoder_layers_to_keep="0,1"
+    assert list(model_level) == ["decoder"] and model_level["decoder"].kept(4) == [0, 1]
+    with pytest.raises(PruningError, match="the encoder is pruned twice: by --encoder-prune-to and by --prune-to"):
+        pruning_requests(options(encoder_prune_to=2, prune_to=3), plain, stacks)
+    with pytest.raises(PruningError, match="--encoder-prune-to: this model has no encoder"):
+        pruning_requests(options(encoder_prune_to=2), {"decoder_layers": 4}, ("decoder",))

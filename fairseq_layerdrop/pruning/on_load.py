@@ -12,7 +12,7 @@ import logging
 
 from .options import clear_pruning_options, pruning_requests
 from .state_dict import PruningError, config_set, count_parameters, prune_state_dict, stack_depth
-from .strategies import kept_layers
+from .strategies import check_strategy_request
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,11 @@ def build_pruned_model(build, model_cfg, options, stacks, clear_options=True):
             raise PruningError(f"{request.source}: this model has no {stack}")
         full_depth[stack] = depth
         # the depth is known now; which layers may depend on the checkpoint (data-driven strategies)
-        target = len(request.kept(depth)) if request.layers is not None else request.depth
-        kept_layers("every-other", depth, target, stack=stack)  # checks the depth, with a clear message
+        if request.layers is not None:
+            target = len(request.kept(depth))
+        else:
+            check_strategy_request(request.strategy, depth, request.depth, stack)
+            target = request.depth
         config_set(model_cfg, f"{stack}_layers", target)
     model = build(model_cfg)
     install_prune_on_load(model, requests, full_depth, model_cfg)

@@ -56,12 +56,17 @@ def symmetric(num_layers: int, keep: int, **context) -> List[int]:
     return list(range(low)) + list(range(num_layers - (keep - low), num_layers))
 
 
-def kept_layers(strategy: str, num_layers: int, keep: int, stack: str = "decoder", **context) -> List[int]:
-    """The kept-layer list of ``strategy`` for pruning the ``stack``'s ``num_layers`` layers to ``keep``."""
+def check_strategy_request(strategy: str, num_layers: int, keep: int, stack: str = "decoder") -> None:
+    """Refuse an unknown strategy or a target depth outside 1..N, naming the stack."""
     if strategy not in STRATEGIES:
         raise PruningError(f"unknown pruning strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= num_layers:
         raise PruningError(
             f"cannot prune the {stack} to {keep!r} layers: it has {num_layers}, so choose 1 to {num_layers}"
         )
+
+
+def kept_layers(strategy: str, num_layers: int, keep: int, stack: str = "decoder", **context) -> List[int]:
+    """The kept-layer list of ``strategy`` for pruning the ``stack``'s ``num_layers`` layers to ``keep``."""
+    check_strategy_request(strategy, num_layers, keep, stack)
     return check_kept_layers(STRATEGIES[strategy](num_layers, keep, stack=stack, **context), num_layers, stack)
