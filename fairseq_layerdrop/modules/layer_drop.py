@@ -44,6 +44,18 @@ def _draw_seed(seed: int, update: int, micro_batch: int, stack: str) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
 
+def layer_uniforms(
+    num_layers: int, seed: int, update: int, micro_batch: int = 0, stack: str = "decoder"
+) -> torch.Tensor:
+    """``num_layers`` uniform draws in [0, 1) for this step, a pure function of the arguments.
+
+    Every drop decision of a step (fixed rate, per-layer rates, learned rates) compares these
+    draws with a rate, so all of them share the reproducibility of the draw.
+    """
+    generator = torch.Generator().manual_seed(_draw_seed(seed, update, micro_batch, stack))
+    return torch.rand(num_layers, generator=generator)
+
+
 def layer_keep_mask(
     num_layers: int, p: float, seed: int, update: int, micro_batch: int = 0, stack: str = "decoder"
 ) -> torch.Tensor:
@@ -52,8 +64,7 @@ def layer_keep_mask(
     Each layer is kept independently with probability ``1 - p``. The result depends only on
     the arguments, in any process on any machine with the same torch CPU generator.
     """
-    generator = torch.Generator().manual_seed(_draw_seed(seed, update, micro_batch, stack))
-    return torch.rand(num_layers, generator=generator) >= p
+    return layer_uniforms(num_layers, seed, update, micro_batch, stack) >= p
 
 
 class SeededLayerDropList(nn.ModuleList):
