@@ -42,8 +42,8 @@ setting BEAM 8 2 "beam size (examples/layerdrop/README.md: 8)"
 setting LENPEN 0.4 0.4 "length penalty (examples/layerdrop/README.md: 0.4)"
 setting GEN_ARGS "--batch-size 64" "--batch-size 64 --max-len-a 1.2 --max-len-b 10" "extra fairseq-generate flags"
 setting SWEEP_STACK encoder encoder "stack the depth sweep prunes: encoder, decoder or both"
-setting SWEEP_DEPTHS 12,10,8,6,4,2 4,2 "depths of the sweep"
-setting SWEEP_STRATEGIES every-other,top every-other,top "pruning strategies of the sweep"
+setting SWEEP_DEPTHS 12,10,8,6,4,2 2 "depths of the sweep"
+setting SWEEP_STRATEGIES every-other,top every-other "pruning strategies of the sweep"
 setting WORKERS 8 1 "processes for tokenization and fairseq-preprocess"
 
 stage_data() {

@@ -1,8 +1,8 @@
 """Depth sweep: one checkpoint evaluated at every depth with each pruning strategy (Fan et al. Fig. 2).
 
 For a language model, perplexity from ``fairseq-eval-lm``; for a translation model, BLEU by
-sacrebleu on ``fairseq-generate``'s detokenized output. Each point is the plugin's pruning at load
-time (``--task *_layerdrop --*-layers-to-keep``), without finetuning. Writes ``sweep.csv``,
+sacrebleu (or ROUGE, ``--metric``) on ``fairseq-generate``'s detokenized output. Each point is the
+plugin's pruning at load time (``--task *_layerdrop --*-layers-to-keep``), without finetuning. Writes ``sweep.csv``,
 ``sweep.md`` and ``sweep.png`` (quality against kept depth, one line per strategy) to ``--out``.
 
     python scripts/depth_sweep.py CKPT DATA --out sweep/ [--depths 1,2,4,8] [--strategies every-other,top]
@@ -54,6 +54,11 @@ def evaluate_translation(checkpoint, data, keep_args, args):
     ids = sorted(refs)
     if not ids or set(ids) != set(hyps):
         sys.exit(f"depth_sweep: fairseq-generate gave {len(hyps)} hypotheses for {len(ids)} references")
+    if args.metric != "BLEU":  # ROUGE F1 x100 of summaries (scripts/score_rouge.py)
+        from score_rouge import rouge
+
+        return rouge([hyps[i] for i in ids], [refs[i] for i in ids])[
+            {"ROUGE-1": "rouge1", "ROUGE-2": "rouge2", "ROUGE-L": "rougeL"}[args.metric]]
     return sacrebleu.corpus_bleu([hyps[i] for i in ids], [[refs[i] for i in ids]]).score
 
 
@@ -100,6 +105,8 @@ def main():
     parser.add_argument("--stack", choices=["both", "encoder", "decoder"], default="both",
                         help="translation models: which stack to prune (both: the same depth in each)")
     parser.add_argument("--subset", default="valid", help="the split to evaluate (default valid)")
+    parser.add_argument("--metric", choices=["BLEU", "ROUGE-1", "ROUGE-2", "ROUGE-L"], default="BLEU",
+                        help="translation models: sacreBLEU (default) or ROUGE F1 (summarization)")
     parser.add_argument("--fairseq-args", default="", help="extra options for every fairseq command")
     args = parser.parse_args()
     args.extra = shlex.split(args.fairseq_args)
@@ -131,7 +138,7 @@ def main():
     except (PruningError, ValueError) as error:
         sys.exit(f"depth_sweep: {error}")
 
-    metric = "perplexity" if is_lm else "BLEU"
+    metric = "perplexity" if is_lm else args.metric
     evaluate = evaluate_lm if is_lm else evaluate_translation
     os.makedirs(args.out, exist_ok=True)
     rows, cache, started = [], {}, time.time()

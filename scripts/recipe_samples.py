@@ -10,13 +10,14 @@ wmt16       WMT16 En-De as its archives unpack (fairseq ``examples/translation/p
             Untokenized, cased, with punctuation, apostrophes and hyphenated compounds.
 wikitext103 ``wikitext-103/wiki.{train,valid,test}.tokens``: tokenized words, `` = Title = `` headings,
             ``@-@`` / ``@,@`` / ``@.@`` inside words and numbers, ``<unk>`` for rare words.
-cnn_dm      CNN/DailyMail as fairseq's BART example reads it (``examples/bart/README.summarization.md``):
-            ``cnn_dm/{train,val,test}.{source,target}``, one untokenized article / summary a line.
+cnn_dm      CNN/DailyMail as its archives unpack: ``{cnn,dailymail}/stories/<sha1 of URL>.story`` (paragraphs,
+            then ``@highlight`` blocks) and See et al.'s split lists ``url_lists/all_{train,val,test}.txt``.
 
     python scripts/recipe_samples.py wmt16 OUT_DIR [--scale 1.0]
 """
 
 import argparse
+import hashlib
 import os
 import random
 
@@ -69,15 +70,15 @@ def _sgm(path, setid, kind, lang, lines):
 
 def write_wmt16(out, scale=1.0):
     rng = random.Random(16)
-    corpora = {"training/europarl-v7.de-en": 500, "commoncrawl.de-en": 300, "training/news-commentary-v11.de-en": 200}
+    corpora = {"training/europarl-v7.de-en": 300, "commoncrawl.de-en": 200, "training/news-commentary-v11.de-en": 100}
     for prefix, n in corpora.items():
         pairs = [_sentence(rng) for _ in range(int(n * scale))]
         _write(os.path.join(out, prefix + ".en"), [p[0] for p in pairs])
         _write(os.path.join(out, prefix + ".de"), [p[1] for p in pairs])
-    dev = [_sentence(rng) for _ in range(int(60 * scale))]
+    dev = [_sentence(rng) for _ in range(int(40 * scale))]
     _write(os.path.join(out, "dev/newstest2013.en"), [p[0] for p in dev])
     _write(os.path.join(out, "dev/newstest2013.de"), [p[1] for p in dev])
-    test = [_sentence(rng) for _ in range(int(40 * scale))]
+    test = [_sentence(rng) for _ in range(int(30 * scale))]
     _sgm(os.path.join(out, "test-full/newstest2014-deen-src.en.sgm"), "newstest2014", "src", "en", [p[0] for p in test])
     _sgm(os.path.join(out, "test-full/newstest2014-deen-ref.de.sgm"), "newstest2014", "ref", "de", [p[1] for p in test])
     return out
@@ -95,7 +96,7 @@ def write_wikitext103(out, scale=1.0):
     rng = random.Random(103)
     vocab = [f"w{i}" for i in range(150)] + ["the", "of", "and", "in", "was", "to", "a", "<unk>", "<unk>",
                                               "first @-@ class", "1 @,@ 000", "3 @.@ 5", "\"", "(", ")"]
-    for split, articles in (("train", 40), ("valid", 4), ("test", 4)):
+    for split, articles in (("train", 24), ("valid", 3), ("test", 3)):
         lines = []
         for a in range(int(articles * scale)):
             lines += [" ", f" = {rng.choice(['Valkyria', 'Tower', 'Robert', 'Boulevard'])} {a} = ", " "]
@@ -109,15 +110,24 @@ def write_wikitext103(out, scale=1.0):
 
 
 def write_cnn_dm(out, scale=1.0):
+    """Stories as ``cnn_stories.tgz`` / ``dailymail_stories.tgz`` unpack (``cnn/stories/<sha1 of URL>.story``:
+    paragraphs, then ``@highlight`` blocks) and See et al.'s URL lists ``url_lists/all_{train,val,test}.txt``."""
     rng = random.Random(11)
-    for split, n in (("train", 300), ("val", 30), ("test", 20)):
-        sources, targets = [], []
-        for _ in range(int(n * scale)):
-            sentences = [_sentence(rng, 6, 16)[0] for _ in range(rng.randint(5, 9))]
-            sources.append(f"({rng.choice(['CNN', 'Daily Mail'])}) -- " + " ".join(sentences))
-            targets.append(" ".join(sentences[:2]))  # a lead summary: learnable by a tiny model
-        _write(os.path.join(out, "cnn_dm", f"{split}.source"), sources)
-        _write(os.path.join(out, "cnn_dm", f"{split}.target"), targets)
+    for split, n in (("train", 150), ("val", 16), ("test", 12)):
+        urls = []
+        for i in range(int(n * scale)):
+            source = rng.choice(["cnn", "dailymail"])
+            url = (f"http://www.cnn.com/2015/04/0{i % 9 + 1}/world/{split}-story-{i}/index.html" if source == "cnn"
+                   else f"http://www.dailymail.co.uk/news/article-{split}{i}/story.html")
+            urls.append(url)
+            paragraphs = [_sentence(rng, 6, 16)[0] for _ in range(rng.randint(4, 7))]
+            if source == "cnn":
+                paragraphs[0] = "(CNN) -- " + paragraphs[0]
+            highlights = [p.rstrip(".!?") for p in paragraphs[:2]]  # highlights come without final periods
+            body = "\n\n".join(paragraphs + [f"@highlight\n\n{h}" for h in highlights])
+            name = hashlib.sha1(url.encode()).hexdigest()
+            _write(os.path.join(out, source, "stories", name + ".story"), [body])
+        _write(os.path.join(out, "url_lists", f"all_{split}.txt"), urls)
     return out
 
 

@@ -5,10 +5,10 @@ F1 averaged over documents, x100, with Porter stemming, as CNN/DailyMail results
 ``rougeLsum`` (the union LCS over sentences, what ROUGE-1.5.5 and files2rouge compute for
 multi-sentence summaries); sentences are split at ``.``, ``!`` or ``?`` followed by a space.
 Input: two files with one summary a line (hypotheses, references), or ``--generate`` with
-``fairseq-generate`` output (``D-`` hypotheses against ``T-`` references).
+``fairseq-generate`` output (``D-`` hypotheses, against its ``T-`` references or ``--ref``).
 
     python scripts/score_rouge.py --hyp test.hypo --ref test.target [--json]
-    python scripts/score_rouge.py --generate gen.out [--json]
+    python scripts/score_rouge.py --generate gen.out [--ref test.target] [--json]
 """
 
 import argparse
@@ -65,12 +65,14 @@ def read_lines(path: str) -> List[str]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hyp", help="hypotheses, one summary a line")
-    parser.add_argument("--ref", help="references, one summary a line")
+    parser.add_argument("--ref", help="references, one summary a line (with --generate: instead of its T- lines)")
     parser.add_argument("--generate", help="fairseq-generate output instead of --hyp/--ref")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if args.generate:
         hyps, refs = read_generate(args.generate)
+        if args.ref:  # the raw references instead of fairseq's (binarized, then decoded) T- lines
+            refs = read_lines(args.ref)
     elif args.hyp and args.ref:
         hyps, refs = read_lines(args.hyp), read_lines(args.ref)
     else:
