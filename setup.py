@@ -18,6 +18,9 @@ setup(
         "sacrebleu>=2.0",
         "sentencepiece",
         "matplotlib",  # the depth sweep's plot
+        "sacremoses",  # recipes: Moses tokenization without Perl
+        "subword-nmt",  # recipes: BPE of the WMT16 En-De recipe
+        "rouge-score",  # recipes: ROUGE of the CNN/DM recipe
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={

@@ -102,8 +102,8 @@ def write_wikitext103(out, scale=1.0):
             lines += [" ", f" = {rng.choice(['Valkyria', 'Tower', 'Robert', 'Boulevard'])} {a} = ", " "]
             for section in range(2):
                 lines += [f" = = Section {section} = = ", " "]
-                for _ in range(2):
-                    sentences = [" ".join(_words(rng, vocab, rng.randint(8, 20))) + " ." for _ in range(4)]
+                for _ in range(3):
+                    sentences = [" ".join(_words(rng, vocab, rng.randint(5, 12))) + " ." for _ in range(3)]
                     lines += [" " + " ".join(sentences) + " ", " "]
         _write(os.path.join(out, "wikitext-103", f"wiki.{split}.tokens"), lines)
     return out

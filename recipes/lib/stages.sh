@@ -81,8 +81,8 @@ setting() {
 
 # GPUs seen by torch; fp16 and one worker per GPU with CUDA, --cpu otherwise.
 detect_hardware() {
-    NGPU=$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)
-    if [[ ${FORCE_CPU:-0} == 1 ]]; then NGPU=0; fi
+    if [[ ${FORCE_CPU:-0} == 1 ]]; then NGPU=0
+    else NGPU=$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0); fi
     if [[ $NGPU -gt 0 ]]; then
         HW_ARGS=(--distributed-world-size "$NGPU")
         [[ ${FP16:-1} == 1 ]] && HW_ARGS+=(--fp16)
