@@ -48,23 +48,21 @@ setting SWEEP_DEPTHS 6,4,3,2 2 "depths of the sweep"
 setting SWEEP_STRATEGIES every-other,top every-other "pruning strategies of the sweep"
 setting WORKERS 8 1 "processes for fairseq-preprocess"
 
+download() {
+    # the stories of Hermann et al. 2015 as the Hugging Face dataset script fetched them, and the
+    # split lists of See et al. 2017
+    local stories=https://huggingface.co/datasets/cnn_dailymail/resolve/11343c3752184397d56efc19a8a7cceb68089318/data
+    local lists=https://raw.githubusercontent.com/abisee/cnn-dailymail/master/url_lists split
+    fetch "$stories/cnn_stories.tgz" "$DATA"
+    fetch "$stories/dailymail_stories.tgz" "$DATA"
+    mkdir -p "$DATA/url_lists"
+    for split in train val test; do
+        [[ -s $DATA/url_lists/all_$split.txt ]] || curl -fL -o "$DATA/url_lists/all_$split.txt" "$lists/all_$split.txt"
+    done
+}
+
 stage_data() {
-    if [[ -z $DATA_DIR ]]; then
-        if [[ $SMOKE == 1 ]]; then
-            run_py recipe_samples.py cnn_dm "$DATA"
-        else
-            # the stories of Hermann et al. 2015 as the Hugging Face dataset script fetched them, and the
-            # split lists of See et al. 2017
-            local stories=https://huggingface.co/datasets/cnn_dailymail/resolve/11343c3752184397d56efc19a8a7cceb68089318/data
-            local lists=https://raw.githubusercontent.com/abisee/cnn-dailymail/master/url_lists split
-            fetch "$stories/cnn_stories.tgz" "$DATA"
-            fetch "$stories/dailymail_stories.tgz" "$DATA"
-            mkdir -p "$DATA/url_lists"
-            for split in train val test; do
-                [[ -s $DATA/url_lists/all_$split.txt ]] || curl -fL -o "$DATA/url_lists/all_$split.txt" "$lists/all_$split.txt"
-            done
-        fi
-    fi
+    obtain_data cnn_dm
     local raw=$WORK_DIR/raw split n expected
     mkdir -p "$raw"
     if find -L "$DATA" -name train.source -type f | grep -q .; then

@@ -41,17 +41,15 @@ setting SWEEP_DEPTHS 16,12,8,6,4 2 "depths of the sweep (paper: 8, every other)"
 setting SWEEP_STRATEGIES every-other,top every-other "pruning strategies of the sweep"
 setting WORKERS 8 1 "processes for fairseq-preprocess"
 
+download() {
+    # fairseq's examples/language_model/prepare-wikitext-103.sh names the second address (now gone);
+    # the first is where the data set's authors host it today
+    fetch https://wikitext.smerity.com/wikitext-103-v1.zip "$DATA" \
+        || fetch https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-v1.zip "$DATA"
+}
+
 stage_data() {
-    if [[ -z $DATA_DIR ]]; then
-        if [[ $SMOKE == 1 ]]; then
-            run_py recipe_samples.py wikitext103 "$DATA"
-        else
-            # fairseq's examples/language_model/prepare-wikitext-103.sh names the first address (now
-            # gone); the second is where the data set's authors host it today
-            fetch https://wikitext.smerity.com/wikitext-103-v1.zip "$DATA" \
-                || fetch https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-v1.zip "$DATA"
-        fi
-    fi
+    obtain_data wikitext103
     local raw=$WORK_DIR/raw split file words lines expected
     mkdir -p "$raw"
     for split in train valid test; do

@@ -46,21 +46,20 @@ setting SWEEP_DEPTHS 12,10,8,6,4,2 2 "depths of the sweep"
 setting SWEEP_STRATEGIES every-other,top every-other "pruning strategies of the sweep"
 setting WORKERS 8 1 "processes for tokenization and fairseq-preprocess"
 
+download() {
+    # the archives of fairseq's examples/translation/prepare-wmt14en2de.sh, WMT16 news commentary v11
+    local url
+    for url in http://www.statmt.org/wmt13/training-parallel-europarl-v7.tgz \
+               http://www.statmt.org/wmt13/training-parallel-commoncrawl.tgz \
+               http://data.statmt.org/wmt16/translation-task/training-parallel-nc-v11.tgz \
+               http://data.statmt.org/wmt16/translation-task/dev.tgz \
+               http://statmt.org/wmt14/test-full.tgz; do
+        fetch "$url" "$DATA"
+    done
+}
+
 stage_data() {
-    if [[ -z $DATA_DIR ]]; then
-        if [[ $SMOKE == 1 ]]; then
-            run_py recipe_samples.py wmt16 "$DATA"
-        else
-            # the archives of fairseq's examples/translation/prepare-wmt14en2de.sh, WMT16 news commentary v11
-            for url in http://www.statmt.org/wmt13/training-parallel-europarl-v7.tgz \
-                       http://www.statmt.org/wmt13/training-parallel-commoncrawl.tgz \
-                       http://data.statmt.org/wmt16/translation-task/training-parallel-nc-v11.tgz \
-                       http://data.statmt.org/wmt16/translation-task/dev.tgz \
-                       http://statmt.org/wmt14/test-full.tgz; do
-                fetch "$url" "$DATA"
-            done
-        fi
-    fi
+    obtain_data wmt16
     local raw=$WORK_DIR/raw corpus en de n
     mkdir -p "$raw"
     : > "$raw/train.en.tmp"; : > "$raw/train.de.tmp"

@@ -173,6 +173,14 @@ the environment where fairseq-layerdrop is installed (e.g. PYTHON=.venv/bin/pyth
     done
 }
 
+# obtain_data KIND: the source data into $DATA, unless --data-dir gave it: a sample in the real
+# format (scripts/recipe_samples.py KIND) with --smoke, else the recipe's own `download` function.
+obtain_data() {
+    if [[ -n $DATA_DIR ]]; then echo "data from --data-dir $DATA_DIR"
+    elif [[ $SMOKE == 1 ]]; then run_py recipe_samples.py "$1" "$DATA"
+    else download; fi
+}
+
 # run_py SCRIPT ARGS...: one of this project's scripts with the recipe's Python.
 run_py() { "$PYTHON" "$SCRIPTS/$1" "${@:2}"; }
 
