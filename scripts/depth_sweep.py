@@ -29,8 +29,15 @@ from fairseq_in_process import PLUGIN  # noqa: E402
 BIN = os.path.dirname(sys.executable)
 
 
+def device_args():
+    """``--cpu`` unless torch sees a GPU (fairseq then uses it)."""
+    import torch
+
+    return [] if torch.cuda.is_available() else ["--cpu"]
+
+
 def evaluate_lm(checkpoint, data, keep_args, args):
-    cmd = [os.path.join(BIN, "fairseq-eval-lm"), data, "--path", checkpoint, "--user-dir", PLUGIN, "--cpu",
+    cmd = [os.path.join(BIN, "fairseq-eval-lm"), data, "--path", checkpoint, "--user-dir", PLUGIN, *device_args(),
            "--task", "language_modeling_layerdrop", "--gen-subset", args.subset, *keep_args, *args.extra]
     output = run(cmd)
     return float(re.search(r"Perplexity: ([0-9.]+)", output).group(1))
@@ -39,7 +46,7 @@ def evaluate_lm(checkpoint, data, keep_args, args):
 def evaluate_translation(checkpoint, data, keep_args, args):
     import sacrebleu
 
-    cmd = [os.path.join(BIN, "fairseq-generate"), data, "--path", checkpoint, "--user-dir", PLUGIN, "--cpu",
+    cmd = [os.path.join(BIN, "fairseq-generate"), data, "--path", checkpoint, "--user-dir", PLUGIN, *device_args(),
            "--task", "translation_layerdrop", "--gen-subset", args.subset, "--batch-size", "64",
            "--required-batch-size-multiple", "1", *keep_args, *args.extra]
     output = run(cmd)
