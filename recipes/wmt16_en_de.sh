@@ -73,10 +73,12 @@ stage_data() {
     en=$(find_one newstest2013.en); de=$(find_one newstest2013.de)
     same_lines "$en" "$de"
     cp "$en" "$raw/valid.en"; cp "$de" "$raw/valid.de"
-    # the test set's segments, as prepare-wmt14en2de.sh extracts them from the SGML
+    # the test set's segments, as prepare-wmt14en2de.sh extracts them from the SGML (it also turns
+    # ’ into '); the reference verbatim too, for sacreBLEU
     for side in src.en ref.de; do
         grep '<seg id' "$(find_one "newstest2014-deen-$side.sgm")" \
-            | sed -e 's/<seg id="[0-9]*">\s*//g' -e 's/\s*<\/seg>\s*//g' -e "s/\’/\'/g" > "$raw/test.${side#*.}"
+            | sed -e 's/<seg id="[0-9]*">\s*//g' -e 's/\s*<\/seg>\s*//g' > "$raw/newstest2014.$side"
+        sed -e "s/\’/\'/g" "$raw/newstest2014.$side" > "$raw/test.${side#*.}"
     done
     same_lines "$raw/test.en" "$raw/test.de"
     n=$(wc -l < "$raw/test.de")
@@ -150,7 +152,8 @@ stage_eval() {
     tail -n 2 "$out/generate.out"
     run_py score_bleu.py "$out/generate.out" --json > "$out/compound_split.json"
     run_py score_bleu.py "$out/generate.out" --no-compound-split --json > "$out/tokenized.json"
-    run_py score_bleu.py "$out/generate.out" --ref "$WORK_DIR/raw/test.de" --lang de --json > "$out/sacrebleu.json"
+    run_py score_bleu.py "$out/generate.out" --ref "$WORK_DIR/raw/newstest2014.ref.de" --lang de --json \
+        > "$out/sacrebleu.json"
     "$PYTHON" - "$out" <<'EOF'
 import json, os, sys
 out = sys.argv[1]
