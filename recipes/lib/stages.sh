@@ -103,10 +103,9 @@ update_freq() {
 
 print_help() {
     # The recipe's header comment, then the options and settings.
-    sed -n '2,/^$/{s/^# \{0,1\}//;/^$/d;p}' "$RECIPE_SCRIPT"
+    sed -n '2,/^$/{s/^#\( \|$\)//;p}' "$RECIPE_SCRIPT"
     cat <<EOF
-
-Usage: bash $(basename "$RECIPE_SCRIPT") [--smoke] [--data-dir DIR] [--work-dir DIR] [--stage NAME[,NAME]] [--force]
+Usage: bash recipes/$(basename "$RECIPE_SCRIPT") [--smoke] [--data-dir DIR] [--work-dir DIR] [--stage NAME[,NAME]] [--force]
 
   --data-dir DIR   use data already on disk (layout above) instead of downloading
   --work-dir DIR   where every output goes (default ./recipe_out/$RECIPE, or ..._smoke)
