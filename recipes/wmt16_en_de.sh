@@ -98,10 +98,12 @@ stage_bpe() {
         done
     done
     echo "learning $BPE_TOKENS joint BPE merges"
-    cat "$tok/train.en" "$tok/train.de" | subword_nmt learn-bpe -s "$BPE_TOKENS" > "$bpe/code"
+    cat "$tok/train.en" "$tok/train.de" > "$tok/train.joint"
+    subword_nmt learn-bpe -s "$BPE_TOKENS" --input "$tok/train.joint" --output "$bpe/code" --num-workers "$WORKERS"
     for split in train valid test; do
         for l in en de; do
-            subword_nmt apply-bpe -c "$bpe/code" < "$tok/$split.$l" > "$bpe/$split.all.$l"
+            subword_nmt apply-bpe -c "$bpe/code" --input "$tok/$split.$l" --output "$bpe/$split.all.$l" \
+                --num-workers "$WORKERS"
         done
     done
     # Moses clean-corpus-n.perl -ratio 1.5 ... 1 250 (prepare-wmt14en2de.sh) on train and valid: drop a
