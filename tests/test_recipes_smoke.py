@@ -188,3 +188,19 @@ def test_help_lists_every_setting_and_keeps_the_papers_batch_on_this_hardware():
     assert "= '64'" in proc.stdout and "= '5'  (full: '8', smoke: '2')" in proc.stdout
     proc = recipe("wikitext103", "--help", env={"FORCE_CPU": "1"})
     assert "= '24'" in proc.stdout  # 8 GPUs x --update-freq 3
+
+
+def test_cnn_dm_data_stage_takes_the_bart_example_files_and_checks_them(tmp_path):
+    data = tmp_path / "data" / "cnn_dm"
+    data.mkdir(parents=True)
+    for split, n in (("train", 3), ("val", 2), ("test", 2)):
+        (data / f"{split}.source").write_text("".join(f"Article {split} {i}.\n" for i in range(n)))
+        (data / f"{split}.target").write_text("".join(f"Summary {split} {i}.\n" for i in range(n)))
+    args = ["--smoke", "--data-dir", tmp_path / "data", "--work-dir", tmp_path / "work", "--stage", "data"]
+    proc = recipe("cnn_dm", *args, env={"FORCE_CPU": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "work/raw/val.target").read_text() == "Summary val 0.\nSummary val 1.\n"
+    (data / "test.target").write_text("Summary test 0.\n")
+    proc = recipe("cnn_dm", *args, "--force", env={"FORCE_CPU": "1"})
+    assert proc.returncode == 1 and "stage 'data' FAILED" in proc.stderr
+    assert "test.source has 2 lines but" in (tmp_path / "work/logs/data.log").read_text()
