@@ -77,8 +77,11 @@ def run(cmd):
 
 
 def plot(rows, metric, path, title):
+    import logging
+
     import matplotlib
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq may have set the root logger to DEBUG
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
