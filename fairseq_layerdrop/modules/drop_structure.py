@@ -107,4 +107,7 @@ def plan_step(
         if encoder_attention:
             for plan, scale in zip(plans, _head_scales(rates_t, num_heads, *draw, f"{stack}.encoder_attn.heads")):
                 plan.encoder_head_scale = scale
+    for plan in plans:
+        if plan.skipped:
+            plan.head_scale = plan.encoder_head_scale = None
     return plans
