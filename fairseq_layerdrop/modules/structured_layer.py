@@ -36,33 +36,46 @@ def attend(attention, head_scale, **kwargs):
     return functional_call(attention, params, args=(), kwargs=kwargs)
 
 
+def residual_block(layer, x, norm, block, residual_weight=None):
+    """One of fairseq's residual blocks: [norm] -> block -> dropout -> + residual -> [norm].
+
+    The norm comes first with ``normalize_before`` (pre-norm), last otherwise (post-norm), as in
+    fairseq's layers. ``block(x)`` returns ``(x, extra)``; returns ``(x, extra)``. ``residual_weight``
+    is the decoder's optional ``w_resid`` (``--scale-resids``).
+    """
+    residual = x
+    if layer.normalize_before:
+        x = norm(x)
+    x, extra = block(x)
+    x = layer.dropout_module(x)
+    if residual_weight is not None:
+        residual = torch.mul(residual_weight, residual)
+    x = layer.residual_connection(x, residual)
+    if not layer.normalize_before:
+        x = norm(x)
+    return x, extra
+
+
+def feed_forward(layer, x, ffn_layernorm=None):
+    """fc1 -> activation -> activation dropout -> [ffn_layernorm] -> fc2; returns ``(x, fc2 output)``."""
+    x = layer.activation_dropout_module(layer.activation_fn(layer.fc1(x)))
+    if ffn_layernorm is not None:
+        x = ffn_layernorm(x)
+    x = layer.fc2(x)
+    return x, x
+
+
 def encoder_layer_forward(layer, plan: LayerPlan, x, encoder_padding_mask=None, attn_mask=None):
     """fairseq's ``TransformerEncoderLayerBase.forward``, block by block, running only ``plan``'s blocks."""
     if attn_mask is not None:
         attn_mask = attn_mask.masked_fill(attn_mask.to(torch.bool), -1e8 if x.dtype == torch.float32 else -1e4)
     if plan.attention:
-        residual = x
-        if layer.normalize_before:
-            x = layer.self_attn_layer_norm(x)
-        x, _ = attend(layer.self_attn, plan.head_scale, query=x, key=x, value=x,
-                      key_padding_mask=encoder_padding_mask, need_weights=False, attn_mask=attn_mask)
-        x = layer.dropout_module(x)
-        x = layer.residual_connection(x, residual)
-        if not layer.normalize_before:
-            x = layer.self_attn_layer_norm(x)
+        x, _ = residual_block(layer, x, layer.self_attn_layer_norm, lambda x: attend(
+            layer.self_attn, plan.head_scale, query=x, key=x, value=x, key_padding_mask=encoder_padding_mask,
+            need_weights=False, attn_mask=attn_mask))
     fc_result = None
     if plan.ffn:
-        residual = x
-        if layer.normalize_before:
-            x = layer.final_layer_norm(x)
-        x = layer.activation_fn(layer.fc1(x))
-        x = layer.activation_dropout_module(x)
-        x = layer.fc2(x)
-        fc_result = x
-        x = layer.dropout_module(x)
-        x = layer.residual_connection(x, residual)
-        if not layer.normalize_before:
-            x = layer.final_layer_norm(x)
+        x, fc_result = residual_block(layer, x, layer.final_layer_norm, lambda x: feed_forward(layer, x))
     if layer.return_fc:
         return x, fc_result
     return x
@@ -80,50 +93,29 @@ def decoder_layer_forward(layer, plan: LayerPlan, x, encoder_out=None, encoder_p
     if incremental_state is not None or prev_self_attn_state is not None or prev_attn_state is not None:
         raise RuntimeError("structured LayerDrop runs in training only, never in incremental decoding")
     need_attn = need_attn or need_head_weights
-    attn = None
-    if plan.attention:
-        residual = x
-        if layer.normalize_before:
-            x = layer.self_attn_layer_norm(x)
+
+    def self_attention(x):
         x, attn = attend(layer.self_attn, plan.head_scale, query=x, key=x, value=x,
                          key_padding_mask=self_attn_padding_mask, need_weights=False, attn_mask=self_attn_mask)
-        if layer.c_attn is not None:
+        if layer.c_attn is not None:  # --scale-heads
             tgt_len, bsz = x.size(0), x.size(1)
             x = torch.einsum("tbhd,h->tbhd", x.view(tgt_len, bsz, layer.nh, layer.head_dim), layer.c_attn)
             x = x.reshape(tgt_len, bsz, layer.embed_dim)
-        if layer.attn_ln is not None:
+        if layer.attn_ln is not None:  # --scale-attn
             x = layer.attn_ln(x)
-        x = layer.dropout_module(x)
-        x = layer.residual_connection(x, residual)
-        if not layer.normalize_before:
-            x = layer.self_attn_layer_norm(x)
+        return x, attn
+
+    attn = None
+    if plan.attention:
+        x, attn = residual_block(layer, x, layer.self_attn_layer_norm, self_attention)
         if layer.encoder_attn is not None and encoder_out is not None:
-            residual = x
-            if layer.normalize_before:
-                x = layer.encoder_attn_layer_norm(x)
-            x, attn = attend(layer.encoder_attn, plan.encoder_head_scale, query=x, key=encoder_out,
-                             value=encoder_out, key_padding_mask=encoder_padding_mask, static_kv=True,
-                             need_weights=need_attn or (not layer.training and layer.need_attn),
-                             need_head_weights=need_head_weights)
-            x = layer.dropout_module(x)
-            x = layer.residual_connection(x, residual)
-            if not layer.normalize_before:
-                x = layer.encoder_attn_layer_norm(x)
+            x, attn = residual_block(layer, x, layer.encoder_attn_layer_norm, lambda x: attend(
+                layer.encoder_attn, plan.encoder_head_scale, query=x, key=encoder_out, value=encoder_out,
+                key_padding_mask=encoder_padding_mask, static_kv=True,
+                need_weights=need_attn or (not layer.training and layer.need_attn), need_head_weights=need_head_weights))
     if plan.ffn:
-        residual = x
-        if layer.normalize_before:
-            x = layer.final_layer_norm(x)
-        x = layer.activation_fn(layer.fc1(x))
-        x = layer.activation_dropout_module(x)
-        if layer.ffn_layernorm is not None:
-            x = layer.ffn_layernorm(x)
-        x = layer.fc2(x)
-        x = layer.dropout_module(x)
-        if layer.w_resid is not None:
-            residual = torch.mul(layer.w_resid, residual)
-        x = layer.residual_connection(x, residual)
-        if not layer.normalize_before:
-            x = layer.final_layer_norm(x)
+        x, _ = residual_block(layer, x, layer.final_layer_norm, lambda x: feed_forward(layer, x, layer.ffn_layernorm),
+                              residual_weight=layer.w_resid)
     return x, attn, None
 
 
