@@ -82,3 +82,14 @@ def test_lm_rates_list_drives_each_layers_frequency(lm_data):
     assert ran[0] == ran[2] == 400
     assert abs(1 - ran[1] / 400 - 0.6) < tolerance and abs(1 - ran[3] / 400 - 0.3) < tolerance
     assert torch.is_tensor(model(torch.randint(4, 20, (2, 8)))[0])
+
+
+def test_a_model_pruned_on_load_keeps_building_with_the_options_of_its_full_depth(lm_data, caplog):
+    """Training options describe N layers; a model pruned to R < N (to evaluate, or train on) still builds."""
+    with caplog.at_level(logging.INFO):
+        model, _ = build_model(lm_data, "--task", "language_modeling", "--arch", "transformer_lm_layerdrop_tiny",
+                               "--tokens-per-sample", 16, "--decoder-layerdrop-rates", "0,0.1,0.2,0.3,0.4,0.5",
+                               "--decoder-layerdrop-protect", "5", "--prune-to", 3)
+    assert len(model.decoder.layers) == 3
+    assert model.decoder.layers.rates == [0.2] * 3  # the configured --decoder-layerdrop, uniform
+    assert "describe another depth than the 3 layers built" in caplog.text
