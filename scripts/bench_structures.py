@@ -7,6 +7,12 @@ the ratio of words/s to our p = 0 run. Configurations are interleaved over ``--r
 
     python scripts/bench_structures.py                             # about 15 minutes on 2 cores
     python scripts/bench_structures.py --updates 20 --rounds 1     # a quick look
+    python scripts/bench_structures.py --in-process                # steps interleaved across configurations
+
+``--in-process`` builds every configuration's model in this process (as ``fairseq-train`` would) and
+times training steps (forward, backward, Adam) round-robin across the configurations, one step
+each in turn, with the update number driving the draws: load on a shared machine then hits every
+configuration alike, which separate ``fairseq-train`` runs cannot promise. It reports tokens/s.
 
 Head drop runs every block (the heads' value rows are scaled, nothing is skipped): it is not
 expected to be faster than p = 0. A sub-layer structure skips blocks, not layers, so its speed-up
@@ -22,7 +28,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_train import make_data, words_per_second  # noqa: E402
+from bench_train import make_data, train_args, words_per_second  # noqa: E402
+from fairseq_in_process import build_model  # noqa: E402
 
 METERS = ("dec_layers_ran", "dec_attn_ran", "dec_ffn_ran")
 
@@ -36,6 +43,39 @@ def configs(p):
     return rows
 
 
+def interleaved_tokens_per_second(data, rows, args):
+    """Per configuration: tokens/s (median step) and mean layers run, stepping the configurations in turn."""
+    import time
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    models = []
+    for label, rate, extra in rows:
+        torch.manual_seed(1)
+        model, task = build_model(data, *train_args(args), "--arch", "transformer_lm_layerdrop",
+                                  "--decoder-layerdrop", rate, *extra)
+        models.append((model.train(), torch.optim.Adam(model.parameters(), lr=1e-4)))
+    batch = args.max_tokens // args.tokens_per_sample
+    tokens = torch.randint(4, len(task.dictionary), (batch, args.tokens_per_sample))
+    seconds = {label: [] for label, *_ in rows}
+    ran = {label: [] for label, *_ in rows}
+    for update in range(args.updates):
+        for (label, *_), (model, optimizer) in zip(rows, models):
+            start = time.perf_counter()
+            model.set_num_updates(update)
+            optimizer.zero_grad(set_to_none=True)
+            logits, _ = model(tokens)
+            torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), tokens.view(-1)).backward()
+            optimizer.step()
+            seconds[label].append(time.perf_counter() - start)
+            ran[label].append(len(model.decoder.layers.last_kept))
+        print(f"  step {update + 1}/{args.updates}", flush=True)
+    skip = args.log_interval if args.updates > args.log_interval else 0  # warm-up
+    return ({label: args.max_tokens / statistics.median(v[skip:]) for label, v in seconds.items()},
+            {label: statistics.mean(v[skip:]) for label, v in ran.items()})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=0.5, help="the LayerDrop rate of every configuration (default 0.5)")
@@ -45,6 +85,8 @@ def main():
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--tokens-per-sample", type=int, default=512)
     parser.add_argument("--out", default="bench_out", help="directory for bench_structures.md")
+    parser.add_argument("--in-process", action="store_true", help="time interleaved steps in this process (see above)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads with --in-process (default 1)")
     args = parser.parse_args()
     if args.updates < 2 * args.log_interval:
         parser.error("--updates must be at least twice --log-interval (the first interval is warm-up)")
@@ -55,6 +97,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         print("generating and binarizing data ...", flush=True)
         data = make_data(tmp)
+        if args.in_process:
+            return report_in_process(data, rows, args)
         for r in range(args.rounds):
             for i, (label, rate, extra) in enumerate(rows):
                 speed, means = words_per_second(data, "transformer_lm_layerdrop", rate, True, args, r + 1, extra, METERS)
@@ -79,6 +123,21 @@ def main():
     print("\n" + report)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench_structures.md"), "w") as f:
+        f.write(report + "\n")
+
+
+def report_in_process(data, rows, args):
+    speed, ran = interleaved_tokens_per_second(data, rows, args)
+    base = speed["p=0"]
+    lines = [f"rate {args.rate}; in process, {args.updates} interleaved steps per configuration of "
+             f"{args.max_tokens} tokens (first {args.log_interval} are warm-up; median step; {args.threads} torch thread(s)); "
+             "12-layer LM, width 256", "",
+             "| configuration | tokens/s | vs p=0 | layers run (at least partly) |", "|---|---:|---:|---:|"]
+    lines += [f"| {label} | {speed[label]:.0f} | {speed[label] / base:.3f} | {ran[label]:.2f} |" for label, *_ in rows]
+    report = "\n".join(lines)
+    print("\n" + report)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bench_structures_in_process.md"), "w") as f:
         f.write(report + "\n")
 
 
