@@ -69,11 +69,12 @@ def interleaved_tokens_per_second(data, rows, args):
             torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), tokens.view(-1)).backward()
             optimizer.step()
             seconds[label].append(time.perf_counter() - start)
-            ran[label].append(len(model.decoder.layers.last_kept))
+            plans = model.decoder.layers.last_plans
+            ran[label].append((sum(not p.skipped for p in plans), sum(p.attention for p in plans), sum(p.ffn for p in plans)))
         print(f"  step {update + 1}/{args.updates}", flush=True)
     skip = args.log_interval if args.updates > args.log_interval else 0  # warm-up
     return ({label: args.max_tokens / statistics.median(v[skip:]) for label, v in seconds.items()},
-            {label: statistics.mean(v[skip:]) for label, v in ran.items()})
+            {label: [statistics.mean(column) for column in zip(*v[skip:])] for label, v in ran.items()})
 
 
 def main():
@@ -132,8 +133,10 @@ def report_in_process(data, rows, args):
     lines = [f"rate {args.rate}; in process, {args.updates} interleaved steps per configuration of "
              f"{args.max_tokens} tokens (first {args.log_interval} are warm-up; median step; {args.threads} torch thread(s)); "
              "12-layer LM, width 256", "",
-             "| configuration | tokens/s | vs p=0 | layers run (at least partly) |", "|---|---:|---:|---:|"]
-    lines += [f"| {label} | {speed[label]:.0f} | {speed[label] / base:.3f} | {ran[label]:.2f} |" for label, *_ in rows]
+             "| configuration | tokens/s | vs p=0 | layers run (at least partly) | attention blocks run | FFN blocks run |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {label} | {speed[label]:.0f} | {speed[label] / base:.3f} | " + " | ".join(f"{n:.2f}" for n in ran[label]) + " |"
+              for label, *_ in rows]
     report = "\n".join(lines)
     print("\n" + report)
     os.makedirs(args.out, exist_ok=True)
