@@ -1,8 +1,9 @@
 """LayerDrop with a reproducible draw (Fan, Grave & Joulin, ICLR 2020, arXiv 1909.11556).
 
-During training each layer of a stack is skipped with probability ``p``; a skipped layer
-is never called, so it costs neither forward nor backward compute. In eval mode every
-layer runs.
+During training each layer of a stack is skipped with probability ``p`` (or its own rate,
+``drop_schedule``); a skipped layer is never called, so it costs neither forward nor backward
+compute. Other structures (sub-layers, heads: ``drop_structure``) yield a partly run layer
+instead. In eval mode every layer runs.
 
 Unlike fairseq's ``LayerDropModuleList``, which draws from the process-global RNG after
 dropout has consumed a batch-dependent amount of it, the draw here is a pure function of
@@ -16,6 +17,9 @@ Usage::
     layers.set_num_updates(update)   # fairseq's trainer does this for every model module
     for layer in layers:             # in training mode, may skip some layers
         x = layer(x)
+
+Iterating the list in training mode is a step: it takes the next micro-batch's draw. Code that
+only inspects the layers should index them (``layers[i]``).
 """
 
 import json
