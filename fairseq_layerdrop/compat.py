@@ -51,3 +51,41 @@ def allow_plugin_classes_in_checkpoints():
 
 
 allow_plugin_classes_in_checkpoints()
+
+
+# 3. c10d DDP on CPU, and unused parameters under LayerDrop --------------------------------------
+# fairseq (models/distributed_fairseq_model.py) wraps the model in torch's DistributedDataParallel
+# with ``device_ids=[args.device_id]``; torch refuses device ids for a CPU module (ValueError), so
+# ``--ddp-backend c10d --cpu`` cannot start. And a LayerDrop step leaves the skipped layers'
+# parameters without gradients, which c10d's reducer reports as an error at the next step unless
+# ``find_unused_parameters=True`` (fairseq issues 2389, 3599). fairseq looks the class up in its
+# module at call time, so we give it a subclass that fixes both and changes nothing else.
+
+from torch.nn.parallel import DistributedDataParallel as _TorchDDP  # noqa: E402
+
+
+class LayerDropDistributedDataParallel(_TorchDDP):
+    """torch's DDP, without device ids for a CPU module, finding unused parameters when LayerDrop skips some."""
+
+    def __init__(self, module, device_ids=None, output_device=None, find_unused_parameters=False, **kwargs):
+        import logging
+
+        logger = logging.getLogger(__name__)
+        if all(not p.is_cuda for p in module.parameters()):
+            device_ids = output_device = None  # torch: "device_ids ... only work with ... GPU modules"
+        if not find_unused_parameters and any(getattr(m, "skips_parameters", False) for m in module.modules()):
+            find_unused_parameters = True
+            logger.info("LayerDrop skips layers or blocks: setting find_unused_parameters=True for c10d DDP "
+                        "(as --find-unused-parameters; or use --ddp-backend legacy_ddp)")
+        super().__init__(module, device_ids=device_ids, output_device=output_device,
+                         find_unused_parameters=find_unused_parameters, **kwargs)
+
+
+def use_layerdrop_ddp():
+    """Make fairseq's ``--ddp-backend c10d`` wrap models in ``LayerDropDistributedDataParallel``."""
+    from fairseq.models import distributed_fairseq_model
+
+    distributed_fairseq_model.DistributedDataParallel = LayerDropDistributedDataParallel
+
+
+use_layerdrop_ddp()

@@ -71,20 +71,22 @@ def train_args(args, seed=1):
             "--max-tokens", str(args.max_tokens), "--optimizer", "adam", "--lr", "0.0005", "--seed", str(seed), *MODEL]
 
 
-def words_per_second(data, arch, rate, plugin, args, seed):
-    """Mean words/s after the first log interval, and ours' mean count of layers run (None for fairseq's)."""
+def words_per_second(data, arch, rate, plugin, args, seed, extra=(), meters=("dec_layers_ran",)):
+    """Mean words/s after the first log interval, and ours' mean count of layers run (None for fairseq's).
+
+    ``extra``: more fairseq-train flags; with several ``meters``, their means are returned as a dict."""
     cmd = [os.path.join(BIN, "fairseq-train"), data, "--cpu", *train_args(args, seed), "--arch", arch,
            "--decoder-layerdrop", str(rate), "--max-update", str(args.updates), "--log-format", "json",
            "--log-interval", str(args.log_interval), "--disable-validation", "--no-save", "--no-progress-bar"]
     if plugin:
-        cmd += ["--user-dir", PLUGIN]
+        cmd += ["--user-dir", PLUGIN, *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"fairseq-train failed:\n{proc.stderr[-3000:]}")
     logs = [json.loads(line.split("| train_inner | ", 1)[1])
             for line in (proc.stdout + proc.stderr).splitlines() if "| train_inner | " in line][1:]
-    ran = [float(r["dec_layers_ran"]) for r in logs if "dec_layers_ran" in r]
-    return statistics.mean(float(r["wps"]) for r in logs), (statistics.mean(ran) if ran else None)
+    means = {m: statistics.mean(float(r[m]) for r in logs) if all(m in r for r in logs) else None for m in meters}
+    return statistics.mean(float(r["wps"]) for r in logs), (means if len(meters) > 1 else means[meters[0]])
 
 
 def layer_stack_share(data, args, repeats=5):

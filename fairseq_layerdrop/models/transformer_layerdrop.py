@@ -18,7 +18,7 @@ from fairseq.models.transformer.transformer_legacy import (
 from fairseq.dataclass.utils import gen_parser_from_dataclass
 
 from ..compat import mark_plugin_args
-from ..modules import attach_layerdrop, check_layerdrop_rate
+from ..modules.drop_options import LayerDropOptions, attach_stack_drop, check_stack_options
 from ..pruning.on_load import build_pruned_model
 from ..pruning.options import PruningOptions
 
@@ -38,17 +38,17 @@ class TransformerLayerDropModel(TransformerModel):
     def add_args(cls, parser):
         super().add_args(parser)
         gen_parser_from_dataclass(parser, PruningOptions(), delete_default=True)
+        gen_parser_from_dataclass(parser, LayerDropOptions())
 
     @classmethod
     def build_model(cls, args, task):
-        encoder_p = check_layerdrop_rate(getattr(args, "encoder_layerdrop", 0.0), "--encoder-layerdrop")
-        decoder_p = check_layerdrop_rate(getattr(args, "decoder_layerdrop", 0.0), "--decoder-layerdrop")
+        check_stack_options(args, "encoder")
+        check_stack_options(args, "decoder")
 
         def build(args):
             model = super(TransformerLayerDropModel, cls).build_model(args, task)
-            seed = getattr(args, "seed", 1)
-            attach_layerdrop(model.encoder, encoder_p, seed, "encoder")
-            attach_layerdrop(model.decoder, decoder_p, seed, "decoder")
+            attach_stack_drop(model.encoder, args, "encoder")
+            attach_stack_drop(model.decoder, args, "decoder")
             return model
 
         model = build_pruned_model(build, args, args, ("encoder", "decoder"))

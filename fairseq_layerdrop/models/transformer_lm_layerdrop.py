@@ -20,14 +20,14 @@ from fairseq.utils import safe_getattr
 from omegaconf import II
 
 from ..compat import mark_plugin_state_dict
-from ..modules import attach_layerdrop, check_layerdrop_rate
+from ..modules.drop_options import DecoderLayerDropOptions, attach_stack_drop, check_stack_options
 from ..pruning.on_load import build_pruned_model
 from ..pruning.options import PruningOptions
 from .transformer_layerdrop import PAPER_LAYERDROP
 
 
 @dataclass
-class TransformerLMLayerDropConfig(TransformerLanguageModelConfig, PruningOptions):
+class TransformerLMLayerDropConfig(TransformerLanguageModelConfig, PruningOptions, DecoderLayerDropOptions):
     """fairseq's LM config, LayerDrop 0.2 by default, and the pruning options as model options
     (for ``fairseq-validate`` and ``--model-overrides``, which reach only the model)."""
 
@@ -44,11 +44,11 @@ class TransformerLMLayerDrop(TransformerLanguageModel):
 
     @classmethod
     def build_model(cls, args, task):
-        p = check_layerdrop_rate(safe_getattr(args, "decoder_layerdrop", 0.0), "--decoder-layerdrop")
+        check_stack_options(args, "decoder")
 
         def build(args):
             model = super(TransformerLMLayerDrop, cls).build_model(args, task)
-            attach_layerdrop(model.decoder, p, safe_getattr(args, "seed", 1), "decoder")
+            attach_stack_drop(model.decoder, args, "decoder")
             return model
 
         return build_pruned_model(build, args, args, ("decoder",))

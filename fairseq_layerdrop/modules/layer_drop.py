@@ -1,8 +1,9 @@
 """LayerDrop with a reproducible draw (Fan, Grave & Joulin, ICLR 2020, arXiv 1909.11556).
 
-During training each layer of a stack is skipped with probability ``p``; a skipped layer
-is never called, so it costs neither forward nor backward compute. In eval mode every
-layer runs.
+During training each layer of a stack is skipped with probability ``p`` (or its own rate,
+``drop_schedule``); a skipped layer is never called, so it costs neither forward nor backward
+compute. Other structures (sub-layers, heads: ``drop_structure``) yield a partly run layer
+instead. In eval mode every layer runs.
 
 Unlike fairseq's ``LayerDropModuleList``, which draws from the process-global RNG after
 dropout has consumed a batch-dependent amount of it, the draw here is a pure function of
@@ -16,14 +17,21 @@ Usage::
     layers.set_num_updates(update)   # fairseq's trainer does this for every model module
     for layer in layers:             # in training mode, may skip some layers
         x = layer(x)
+
+Iterating the list in training mode is a step: it takes the next micro-batch's draw. Code that
+only inspects the layers should index them (``layers[i]``).
 """
 
-import hashlib
-from typing import Iterable, List
+import json
+from typing import Iterable, List, Optional, Sequence
 
 import torch
 from fairseq.logging import metrics
 from torch import nn
+
+from .drop_structure import LayerPlan, plan_step
+from .seeded_draw import layer_uniforms  # noqa: F401  (re-exported: every drop decision compares these draws)
+from .structured_layer import PlannedLayer, check_structured_layer
 
 
 def check_layerdrop_rate(p: float, flag: str) -> float:
@@ -39,23 +47,6 @@ def check_layerdrop_rate(p: float, flag: str) -> float:
     return p
 
 
-def _draw_seed(seed: int, update: int, micro_batch: int, stack: str) -> int:
-    key = f"{int(seed)}:{int(update)}:{int(micro_batch)}:{stack}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
-
-
-def layer_uniforms(
-    num_layers: int, seed: int, update: int, micro_batch: int = 0, stack: str = "decoder"
-) -> torch.Tensor:
-    """``num_layers`` uniform draws in [0, 1) for this step, a pure function of the arguments.
-
-    Every drop decision of a step (fixed rate, per-layer rates, learned rates) compares these
-    draws with a rate, so all of them share the reproducibility of the draw.
-    """
-    generator = torch.Generator().manual_seed(_draw_seed(seed, update, micro_batch, stack))
-    return torch.rand(num_layers, generator=generator)
-
-
 def layer_keep_mask(
     num_layers: int, p: float, seed: int, update: int, micro_batch: int = 0, stack: str = "decoder"
 ) -> torch.Tensor:
@@ -68,7 +59,7 @@ def layer_keep_mask(
 
 
 class SeededLayerDropList(nn.ModuleList):
-    """A ``ModuleList`` whose iteration skips layers by LayerDrop in training mode.
+    """A ``ModuleList`` whose iteration skips layers (or their blocks) by LayerDrop in training mode.
 
     Args:
         layers: the stack's layers, in order.
@@ -77,46 +68,85 @@ class SeededLayerDropList(nn.ModuleList):
         stack: name of the stack ("encoder" or "decoder"); it decorrelates the stacks'
             draws and names the logged count of layers that ran (``enc_layers_ran``,
             ``dec_layers_ran`` in fairseq's training log lines).
+        rates: one rate per layer (``drop_schedule.layer_drop_rates``); default ``p`` for all.
+        structure: what is dropped (``drop_structure.STRUCTURES``); default whole layers.
+        draws_log: if set, every training step appends its decisions as a JSON line to
+            ``draws_log + ".rank<R>"`` (R = the distributed rank), to check workers and resumes.
     """
 
-    def __init__(self, layers: Iterable[nn.Module], p: float, seed: int, stack: str):
+    def __init__(self, layers: Iterable[nn.Module], p: float, seed: int, stack: str,
+                 rates: Optional[Sequence[float]] = None, structure: str = "layer", draws_log: Optional[str] = None):
         super().__init__(layers)
         self.p = float(p)
         self.seed = int(seed)
         self.stack = stack
+        self.rates = [float(r) for r in rates] if rates is not None else [self.p] * len(self)
+        self.structure = structure
+        self.draws_log = draws_log
         self.num_updates = 0
         self.micro_batch = 0
         self.last_kept: List[int] = list(range(len(self)))
+        self.last_plans: List[LayerPlan] = [LayerPlan() for _ in range(len(self))]
+
+    @property
+    def skips_parameters(self) -> bool:
+        """Whether some parameters get no gradient at some steps (c10d DDP must then find unused ones)."""
+        return self.structure != "head" and any(r > 0 for r in self.rates)
 
     def set_num_updates(self, num_updates: int) -> None:
         if num_updates != self.num_updates:
             self.num_updates = num_updates
             self.micro_batch = 0
 
+    def step_plans(self) -> List[LayerPlan]:
+        """Every layer's plan at the current (update, micro-batch) draw."""
+        if not any(r > 0 for r in self.rates):
+            return [LayerPlan() for _ in range(len(self))]
+        first = self[0]
+        return plan_step(self.structure, self.rates, self.seed, self.num_updates, self.micro_batch, self.stack,
+                         num_heads=first.self_attn.num_heads if len(self) else 0,
+                         encoder_attention=getattr(first, "encoder_attn", None) is not None)
+
     def kept_layers(self) -> List[int]:
-        """Indices of the layers that run at the current (update, micro-batch) draw."""
-        if self.p == 0.0:
-            return list(range(len(self)))
-        mask = layer_keep_mask(
-            len(self), self.p, self.seed, self.num_updates, self.micro_batch, self.stack
-        )
-        return mask.nonzero().flatten().tolist()
+        """Indices of the layers that run (at least partly) at the current draw."""
+        return [i for i, plan in enumerate(self.step_plans()) if not plan.skipped]
 
     def __iter__(self):
         layers = list(super().__iter__())
         if not self.training:
             return iter(layers)
-        kept = self.kept_layers()
+        plans = self.step_plans()
+        kept = [i for i, plan in enumerate(plans) if not plan.skipped]
+        self._log_draw(plans)
         self.micro_batch += 1
-        self.last_kept = kept
-        metrics.log_scalar(f"{self.stack[:3]}_layers_ran", len(kept), weight=1, round=2)
-        return iter([layers[i] for i in kept])
+        self.last_kept, self.last_plans = kept, plans
+        short = self.stack[:3]
+        metrics.log_scalar(f"{short}_layers_ran", len(kept), weight=1, round=2)
+        if self.structure in ("sublayer", "attention", "ffn"):
+            metrics.log_scalar(f"{short}_attn_ran", sum(p.attention for p in plans), weight=1, round=2)
+            metrics.log_scalar(f"{short}_ffn_ran", sum(p.ffn for p in plans), weight=1, round=2)
+        return iter([layers[i] if plans[i].full else PlannedLayer(layers[i], plans[i]) for i in kept])
+
+    def _log_draw(self, plans: List[LayerPlan]) -> None:
+        if not self.draws_log:
+            return
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        record = {"update": self.num_updates, "micro_batch": self.micro_batch, "stack": self.stack,
+                  "plans": [plan.describe() for plan in plans]}
+        with open(f"{self.draws_log}.rank{rank}", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def __repr__(self) -> str:
+        # ModuleList's repr iterates the list, which in training mode is a step that draws; fairseq prints
+        # the model on rank 0 only, so that would shift rank 0's draws against the other workers'.
+        return nn.Module.__repr__(self)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, seed={self.seed}, stack={self.stack!r}"
+        return f"p={self.p}, seed={self.seed}, stack={self.stack!r}, structure={self.structure!r}"
 
 
-def attach_layerdrop(stack_module: nn.Module, p: float, seed: int, stack: str) -> None:
+def attach_layerdrop(stack_module: nn.Module, p: float, seed: int, stack: str, rates: Optional[Sequence[float]] = None,
+                     structure: str = "layer", draws_log: Optional[str] = None) -> None:
     """Replace ``stack_module.layers`` (a fairseq encoder or decoder) by a SeededLayerDropList.
 
     The layers themselves are kept, so parameter names and checkpoints are unchanged.
@@ -125,4 +155,7 @@ def attach_layerdrop(stack_module: nn.Module, p: float, seed: int, stack: str) -
     """
     old = stack_module.layers
     layers = [old[i] for i in range(len(old))]
-    stack_module.layers = SeededLayerDropList(layers, p=p, seed=seed, stack=stack)
+    for layer in layers:
+        check_structured_layer(layer, structure)
+    stack_module.layers = SeededLayerDropList(layers, p=p, seed=seed, stack=stack, rates=rates,
+                                              structure=structure, draws_log=draws_log)
