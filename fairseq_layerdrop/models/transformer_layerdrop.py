@@ -19,6 +19,7 @@ from fairseq.dataclass.utils import gen_parser_from_dataclass
 
 from ..compat import mark_plugin_args
 from ..modules import attach_layerdrop, check_layerdrop_rate
+from ..modules.layer_gates import add_layer_gates
 from ..pruning.on_load import build_pruned_model
 from ..pruning.options import PruningOptions
 
@@ -38,6 +39,8 @@ class TransformerLayerDropModel(TransformerModel):
     def add_args(cls, parser):
         super().add_args(parser)
         gen_parser_from_dataclass(parser, PruningOptions(), delete_default=True)
+        parser.add_argument("--layer-gates", action="store_true",
+                            help="learn each layer's drop rate (mean = the stack's rate; see modules/layer_gates.py)")
 
     @classmethod
     def build_model(cls, args, task):
@@ -49,6 +52,8 @@ class TransformerLayerDropModel(TransformerModel):
             seed = getattr(args, "seed", 1)
             attach_layerdrop(model.encoder, encoder_p, seed, "encoder")
             attach_layerdrop(model.decoder, decoder_p, seed, "decoder")
+            if getattr(args, "layer_gates", False):
+                add_layer_gates(model, {"encoder": "--encoder-layerdrop", "decoder": "--decoder-layerdrop"})
             return model
 
         model = build_pruned_model(build, args, args, ("encoder", "decoder"))

@@ -21,6 +21,7 @@ from omegaconf import II
 
 from ..compat import mark_plugin_state_dict
 from ..modules import attach_layerdrop, check_layerdrop_rate
+from ..modules.layer_gates import add_layer_gates
 from ..pruning.on_load import build_pruned_model
 from ..pruning.options import PruningOptions
 from .transformer_layerdrop import PAPER_LAYERDROP
@@ -36,6 +37,9 @@ class TransformerLMLayerDropConfig(TransformerLanguageModelConfig, PruningOption
         metadata={"help": "LayerDrop probability for the decoder, in [0, 1) (Fan et al. 2019)"},
     )
     seed: int = II("common.seed")
+    layer_gates: bool = field(
+        default=False, metadata={"help": "learn each layer's drop rate (mean = --decoder-layerdrop; see modules/layer_gates.py)"}
+    )
 
 
 @register_model("transformer_lm_layerdrop", dataclass=TransformerLMLayerDropConfig)
@@ -49,6 +53,8 @@ class TransformerLMLayerDrop(TransformerLanguageModel):
         def build(args):
             model = super(TransformerLMLayerDrop, cls).build_model(args, task)
             attach_layerdrop(model.decoder, p, safe_getattr(args, "seed", 1), "decoder")
+            if safe_getattr(args, "layer_gates", False):
+                add_layer_gates(model, {"decoder": "--decoder-layerdrop"})
             return model
 
         return build_pruned_model(build, args, args, ("decoder",))
