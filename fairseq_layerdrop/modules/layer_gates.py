@@ -1,6 +1,6 @@
 """Learned per-layer drop rates: the data-driven pruning of Fan, Grave & Joulin (arXiv 1909.11556, Sec. 4).
 
-Each layer d of a stack gets one learned logit g_d (a parameter stored with the layer, key
+Each layer d of a stack gets one learned drop logit g_d (a parameter stored with the layer, key
 ``decoder.layers.D.layerdrop_gate``, so pruning a checkpoint renumbers the gates with their
 layers). The drop rates are a softmax over the stack, scaled so that their mean is the stack's
 target rate p (``--decoder-layerdrop P``)::

@@ -2,9 +2,9 @@
 
 The data-driven pruning of Fan et al. (arXiv 1909.11556): a model trained with ``--layer-gates``
 (``modules/layer_gates.py``) stores one gate logit per layer in its checkpoint
-(``decoder.layers.D.layerdrop_gate``); a layer's keep probability 1 - p_d rises with its logit,
-so the top R by logit are the top R by keep probability (ties, e.g. at the rate cap, go to the
-higher logit, then the lower index). The kept layers run in their original order.
+(``decoder.layers.D.layerdrop_gate``, a drop logit); a layer's keep probability 1 - p_d falls
+as its logit rises, so the R lowest logits are the top R by keep probability (ties, e.g. at the
+rate cap, go to the lower logit, then the lower index). The kept layers run in their original order.
 """
 
 from typing import List
@@ -40,5 +40,5 @@ def learned_keep_probabilities(state_dict, cfg, stack: str, num_layers: int) -> 
 def learned(num_layers: int, keep: int, stack: str = "decoder", state_dict=None, **context) -> List[int]:
     """The ``keep`` layers with the highest learned keep probability (Fan et al. data-driven pruning)."""
     logits = gate_logits(state_dict, stack, num_layers).tolist()
-    ranked = sorted(range(num_layers), key=lambda i: (-logits[i], i))
+    ranked = sorted(range(num_layers), key=lambda i: (logits[i], i))
     return sorted(ranked[:keep])
