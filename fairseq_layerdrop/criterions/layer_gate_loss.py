@@ -39,7 +39,9 @@ GATE_DRAWS = "gate_draws"
 
 @dataclass
 class LayerGateLossConfig:
-    gate_weight: float = field(default=1.0, metadata={"help": "weight of the gates' score-function term"})
+    gate_weight: float = field(
+        default=0.1, metadata={"help": "weight of the gates' score-function term (with Adam it hardly changes the gates' steps;"
+                                       " small, so that the term hardly enters --clip-norm)"})
     gate_baseline_decay: float = field(
         default=0.9, metadata={"help": "decay of the moving-average loss baseline of the gates' estimator, in [0, 1)"}
     )
@@ -102,7 +104,7 @@ class GatedCrossEntropyConfig(CrossEntropyCriterionConfig, LayerGateLossConfig):
 class GatedCrossEntropyCriterion(LayerGateLoss, CrossEntropyCriterion):
     """fairseq's ``cross_entropy`` plus the layer gates' estimator (see the module docstring)."""
 
-    def __init__(self, task, sentence_avg, gate_weight=1.0, gate_baseline_decay=0.9):
+    def __init__(self, task, sentence_avg, gate_weight=0.1, gate_baseline_decay=0.9):
         super().__init__(task, sentence_avg)
         self.init_gates(gate_weight, gate_baseline_decay)
 
@@ -117,6 +119,6 @@ class GatedLabelSmoothedCrossEntropyCriterion(LayerGateLoss, LabelSmoothedCrossE
     """fairseq's ``label_smoothed_cross_entropy`` plus the layer gates' estimator (see the module docstring)."""
 
     def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0, report_accuracy=False,
-                 gate_weight=1.0, gate_baseline_decay=0.9):
+                 gate_weight=0.1, gate_baseline_decay=0.9):
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy)
         self.init_gates(gate_weight, gate_baseline_decay)
