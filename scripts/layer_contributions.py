@@ -14,29 +14,20 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fairseq_layerdrop.pruning.contribution import layer_contributions, save_contributions  # noqa: E402
+from fairseq_layerdrop.pruning.validation import add_scoring_arguments, load_for_scoring  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
-    parser.add_argument("data", help="the binarized data directory the checkpoint was trained on")
-    parser.add_argument("--stack", choices=["encoder", "decoder"], default="decoder")
-    parser.add_argument("--subset", default="valid", help="the split to sample (default valid)")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="tokens per batch")
-    parser.add_argument("--max-batches", type=int, default=20, help="batches of the sample (0: the whole split)")
+    add_scoring_arguments(parser, max_batches=20)
     parser.add_argument("--out", default="contributions.json", help="where to write the scores (JSON)")
     args = parser.parse_args()
 
-    import fairseq_layerdrop  # noqa: F401
-    from fairseq_layerdrop.pruning.contribution import layer_contributions, save_contributions
-    from fairseq_layerdrop.pruning.validation import load_checkpoint, validation_batches
-
-    if not os.path.isfile(args.checkpoint):
-        sys.exit(f"layer_contributions: no checkpoint at {args.checkpoint}")
-    model, task = load_checkpoint(args.checkpoint, args.data)
-    if not hasattr(model, args.stack) or not hasattr(getattr(model, args.stack), "layers"):
-        sys.exit(f"layer_contributions: --stack {args.stack}: this model has no {args.stack}")
-    batches = validation_batches(model, task, args.subset, args.max_tokens, args.max_batches)
+    try:
+        model, _, batches = load_for_scoring(args)
+    except ValueError as error:
+        sys.exit(f"layer_contributions: {error}")
     print(f"scoring the {args.stack}'s layers on {len(batches)} {args.subset} batches", flush=True)
     scores = layer_contributions(model, batches, args.stack)
     save_contributions(args.out, args.stack, scores, os.path.abspath(args.checkpoint))

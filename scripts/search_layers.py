@@ -21,39 +21,33 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fairseq_layerdrop.pruning.validation import (  # noqa: E402  (importing the plugin registers its models)
+    add_scoring_arguments, load_for_scoring, perplexity, running_layers,
+)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
-    parser.add_argument("data", help="the binarized data directory the checkpoint was trained on")
-    parser.add_argument("--stack", choices=["encoder", "decoder"], default="decoder")
+    add_scoring_arguments(parser, max_batches=0)
     parser.add_argument("--keep", required=True, help="target depth(s) R, comma-separated")
     parser.add_argument("--budget", type=int, default=100, help="most evaluations per depth (default 100)")
     parser.add_argument("--beam", type=int, default=1, help="beam width of the search over removals (1: greedy)")
-    parser.add_argument("--subset", default="valid", help="the split to score on (default valid)")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="tokens per evaluation batch")
-    parser.add_argument("--max-batches", type=int, default=0, help="score on the first N batches only (0: all)")
     parser.add_argument("--out", default="search", help="directory for search.csv and search.json")
     args = parser.parse_args()
 
-    import fairseq_layerdrop  # noqa: F401  (registers the plugin's models and allow-lists its checkpoints)
     from fairseq_layerdrop.pruning import PruningError
     from fairseq_layerdrop.pruning.search import save_search_result, search_kept_layers
-    from fairseq_layerdrop.pruning.validation import load_checkpoint, perplexity, running_layers, validation_batches
 
-    if not os.path.isfile(args.checkpoint):
-        sys.exit(f"search_layers: no checkpoint at {args.checkpoint}")
     try:
         depths = [int(k) for k in args.keep.split(",")]
     except ValueError:
         sys.exit(f"search_layers: --keep takes comma-separated integers, got {args.keep!r}")
     started = time.time()
-    model, task = load_checkpoint(args.checkpoint, args.data)
-    if not hasattr(model, args.stack) or not hasattr(getattr(model, args.stack), "layers"):
-        sys.exit(f"search_layers: --stack {args.stack}: this model has no {args.stack}")
+    try:
+        model, task, batches = load_for_scoring(args)
+    except ValueError as error:
+        sys.exit(f"search_layers: {error}")
     num_layers = len(getattr(model, args.stack).layers)
-    batches = validation_batches(model, task, args.subset, args.max_tokens, args.max_batches)
     print(f"loaded {args.checkpoint} ({args.stack}: {num_layers} layers) and {len(batches)} {args.subset} batches "
           f"in {time.time() - started:.1f}s; full depth: perplexity {perplexity(model, batches):.3f}", flush=True)
 

@@ -68,3 +68,26 @@ def running_layers(model, kept: Dict[str, Sequence[int]]):
         for stack, (layers, num_layers) in saved.items():
             module = getattr(model, stack)
             module.layers, module.num_layers = layers, num_layers
+
+
+def add_scoring_arguments(parser, max_batches: int) -> None:
+    """The command-line arguments shared by the scripts that score layers on data."""
+    parser.add_argument("checkpoint")
+    parser.add_argument("data", help="the binarized data directory the checkpoint was trained on")
+    parser.add_argument("--stack", choices=["encoder", "decoder"], default="decoder")
+    parser.add_argument("--subset", default="valid", help="the split to score on (default valid)")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="tokens per batch")
+    parser.add_argument("--max-batches", type=int, default=max_batches,
+                        help=f"score on the first N batches only (0: the whole split; default {max_batches})")
+
+
+def load_for_scoring(args):
+    """``(model, task, batches)`` for the arguments of ``add_scoring_arguments``; ValueError naming what is wrong."""
+    import os
+
+    if not os.path.isfile(args.checkpoint):
+        raise ValueError(f"no checkpoint at {args.checkpoint}")
+    model, task = load_checkpoint(args.checkpoint, args.data)
+    if not hasattr(getattr(model, args.stack, None), "layers"):
+        raise ValueError(f"--stack {args.stack}: this model has no {args.stack}")
+    return model, task, validation_batches(model, task, args.subset, args.max_tokens, args.max_batches)
