@@ -1,94 +1,127 @@
 """Overhead of learned layer gates and the gating criterion on training words/s, measured in one run.
 
 The same 12-layer LM as ``bench_train.py`` (width 256, blocks of 512 tokens, 1,024 tokens per
-update), trained by ``fairseq-train`` with ``--decoder-layerdrop 0.5``:
+step) with ``--decoder-layerdrop 0.5``, built as ``fairseq-train`` builds it, trained in this one
+process by fairseq's own training step (``task.train_step``: forward, criterion, backward) plus
+an Adam step, three ways that start from the same weights:
 
-- plain: ``transformer_lm_layerdrop`` with ``--criterion cross_entropy``;
-- gated, frozen: ``--layer-gates --criterion gated_cross_entropy --gate-weight 0``: the gates stay
-  uniform, so every step drops exactly the layers the plain run drops; the difference is the
-  overhead of the gates and the criterion alone (rates, log-probability, logging);
+- plain: ``transformer_lm_layerdrop``, ``cross_entropy``;
+- gated, frozen: ``--layer-gates``, ``gated_cross_entropy --gate-weight 0``: the gates stay uniform,
+  so every step drops exactly the layers the plain model drops (checked); the difference is the
+  cost of the gates and the criterion alone (rates, log-probability, estimator term, logging);
 - gated, learning: the default ``--gate-weight``; its drops drift from the plain run's as the gates
-  learn, so its words/s is also shown per layer run.
+  learn, so its speed is also shown per layer run.
 
-Configurations are interleaved over ``--rounds`` (seeds 1..R) so that machine drift hits all alike;
-fairseq's own ``wps`` is read from its log lines, the first interval of each run being warm-up.
+The three take turns step by step (the same batch and update number for each), so that load from
+other processes hits all alike; words/s is the median over steps after ``--warmup`` steps. (Run
+in process rather than as three ``fairseq-train`` commands: on a shared machine whole runs minutes
+apart see different loads, while a few percent is what is measured.)
 
-    python scripts/bench_gates.py                 # about 10 minutes on 2 cores
-    python scripts/bench_gates.py --updates 20 --rounds 1
+    python scripts/bench_gates.py                # about 5 minutes on 2 idle cores
+    python scripts/bench_gates.py --steps 20
 """
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench_train import make_data, train_args  # noqa: E402
-from fairseq_in_process import PLUGIN  # noqa: E402
+from fairseq_in_process import build_model  # noqa: E402
 
-BIN = os.path.dirname(sys.executable)
-CONFIGS = [
-    ("plain, cross_entropy", ["--criterion", "cross_entropy"]),
-    ("gated, frozen (--gate-weight 0)", ["--layer-gates", "--criterion", "gated_cross_entropy", "--gate-weight", "0"]),
-    ("gated, learning", ["--layer-gates", "--criterion", "gated_cross_entropy"]),
+class Adam:
+    """torch's Adam with the ``backward`` that fairseq's ``train_step`` calls on its optimizer."""
+
+    def __init__(self, params):
+        import torch
+
+        self.torch = torch.optim.Adam(params, lr=5e-4)
+
+    def backward(self, loss):
+        loss.backward()
+
+
+CONFIGS = [  # label, model flags, gate weight (None: plain criterion)
+    ("plain, cross_entropy", [], None),
+    ("gated, frozen (--gate-weight 0)", ["--layer-gates"], 0.0),
+    ("gated, learning (--gate-weight 0.1)", ["--layer-gates"], 0.1),
 ]
-
-
-def run(data, flags, args, seed):
-    cmd = [os.path.join(BIN, "fairseq-train"), data, "--cpu", "--user-dir", PLUGIN, *train_args(args, seed),
-           "--arch", "transformer_lm_layerdrop", "--decoder-layerdrop", "0.5", *flags, "--max-update",
-           str(args.updates), "--log-format", "json", "--log-interval", str(args.log_interval),
-           "--disable-validation", "--no-save", "--no-progress-bar"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"fairseq-train failed:\n{proc.stderr[-3000:]}")
-    logs = [json.loads(line.split("| train_inner | ", 1)[1])
-            for line in (proc.stdout + proc.stderr).splitlines() if "| train_inner | " in line][1:]
-    return statistics.mean(float(r["wps"]) for r in logs), statistics.mean(float(r["dec_layers_ran"]) for r in logs)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--updates", type=int, default=60)
-    parser.add_argument("--log-interval", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60, help="measured steps per configuration (default 60)")
+    parser.add_argument("--warmup", type=int, default=5, help="steps not measured (default 5)")
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--tokens-per-sample", type=int, default=512)
     parser.add_argument("--out", default="bench_out", help="directory for bench_gates.md")
     args = parser.parse_args()
-    if args.updates < 2 * args.log_interval:
-        parser.error("--updates must be at least twice --log-interval (the first interval is warm-up)")
 
-    wps = {label: [] for label, _ in CONFIGS}
-    ran = {label: [] for label, _ in CONFIGS}
+    import torch
+    from fairseq.criterions.cross_entropy import CrossEntropyCriterion
+
+    from fairseq_layerdrop.criterions.layer_gate_loss import GatedCrossEntropyCriterion
+
     with tempfile.TemporaryDirectory() as tmp:
         print("generating and binarizing data ...", flush=True)
         data = make_data(tmp)
-        for r in range(args.rounds):
-            for label, flags in CONFIGS:
-                w, layers = run(data, flags, args, seed=r + 1)
-                wps[label].append(w)
-                ran[label].append(layers)
-                print(f"  round {r + 1}/{args.rounds}  {label:<32} {w:8.0f} words/s  {layers:5.2f} layers run",
-                      flush=True)
-    mean = {label: statistics.mean(v) for label, v in wps.items()}
-    layers = {label: statistics.mean(v) for label, v in ran.items()}
-    plain = CONFIGS[0][0]
-    rows = ["| configuration | words/s | layers run per step | vs plain | vs plain, per layer run |",
+        runs = []
+        for label, flags, weight in CONFIGS:
+            torch.manual_seed(1)
+            model, task = build_model(data, *train_args(args), "--arch", "transformer_lm_layerdrop",
+                                      "--decoder-layerdrop", "0.5", *flags)
+            if runs:  # the same starting weights for all
+                model.load_state_dict(runs[0]["model"].state_dict(), strict=False)
+            criterion = (CrossEntropyCriterion(task, False) if weight is None
+                         else GatedCrossEntropyCriterion(task, False, gate_weight=weight))
+            runs.append({"label": label, "model": model, "criterion": criterion, "task": task, "wps": [],
+                         "ran": [], "optimizer": Adam(model.parameters())})
+        task = runs[0]["task"]
+        task.load_dataset("train")
+        iterator = task.get_batch_iterator(task.dataset("train"), max_tokens=args.max_tokens, seed=1)
+        batches = list(iterator.next_epoch_itr(shuffle=True))
+    total = args.warmup + args.steps
+    same_draws = 0
+    print(f"{len(CONFIGS)} configurations x {total} steps, taking turns", flush=True)
+    for step in range(total):
+        sample = batches[step % len(batches)]
+        for i in range(len(runs)):
+            run = runs[(step + i) % len(runs)]  # rotate who goes first
+            run["optimizer"].torch.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            _, sample_size, _ = run["task"].train_step(sample, run["model"], run["criterion"], run["optimizer"], step)
+            run["optimizer"].torch.step()
+            seconds = time.perf_counter() - start
+            if step >= args.warmup:
+                run["wps"].append(sample["ntokens"] / seconds)
+                run["ran"].append(len(run["model"].decoder.layers.last_kept))
+        same_draws += runs[0]["model"].decoder.layers.last_kept == runs[1]["model"].decoder.layers.last_kept
+        if (step + 1) % 10 == 0:
+            print(f"  step {step + 1}/{total}: " + ", ".join(
+                f"{r['label'].split(' (')[0]} {statistics.median(r['wps'] or [0]):.0f}" for r in runs) + " words/s",
+                flush=True)
+
+    plain = runs[0]
+    wps = {r["label"]: statistics.median(r["wps"]) for r in runs}
+    ran = {r["label"]: statistics.mean(r["ran"]) for r in runs}
+    rows = ["| configuration | words/s (median) | layers run per step | vs plain | vs plain, per layer run |",
             "|---|---:|---:|---:|---:|"]
-    for label, _ in CONFIGS:
-        per_layer = (mean[label] * layers[label]) / (mean[plain] * layers[plain])
-        rows.append(f"| {label} | {mean[label]:.0f} | {layers[label]:.2f} | {mean[label] / mean[plain]:.3f} | "
+    for r in runs:
+        label = r["label"]
+        per_layer = (wps[label] * ran[label]) / (wps[plain["label"]] * ran[plain["label"]])
+        rows.append(f"| {label} | {wps[label]:.0f} | {ran[label]:.2f} | {wps[label] / wps[plain['label']]:.3f} | "
                     f"{per_layer:.3f} |")
-    frozen = mean[CONFIGS[1][0]] / mean[plain]
-    report = "\n".join([f"{args.rounds} rounds x {args.updates} updates of {args.max_tokens} tokens, "
-                        f"--decoder-layerdrop 0.5 (first {args.log_interval} updates of each run are warm-up)", "",
-                        *rows, "", f"overhead of gates + gating criterion (frozen vs plain, same draws): "
-                        f"{(1 - frozen) * 100:.1f}% (target < 5%: {'met' if frozen > 0.95 else 'NOT met'})"])
+    frozen = wps[runs[1]["label"]] / wps[plain["label"]]
+    report = "\n".join([
+        f"{args.steps} measured steps of {args.max_tokens} tokens per configuration (after {args.warmup}), "
+        f"--decoder-layerdrop 0.5; plain and frozen dropped the same layers at {same_draws} of {total} steps", "",
+        *rows, "",
+        f"overhead of the gates and the gating criterion (frozen vs plain, same draws): {(1 - frozen) * 100:.1f}% "
+        f"(target < 5%: {'met' if frozen > 0.95 else 'NOT met'})"])
     print("\n" + report)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench_gates.md"), "w") as f:
