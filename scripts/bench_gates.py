@@ -13,7 +13,8 @@ an Adam step, three ways that start from the same weights:
   learn, so its speed is also shown per layer run.
 
 The three take turns step by step (the same batch and update number for each), so that load from
-other processes hits all alike; words/s is the median over steps after ``--warmup`` steps. (Run
+other processes hits all alike; words/s is the median over steps after ``--warmup`` steps, and the
+overhead is the median of the per-step time ratios of plain and frozen (paired, back to back). (Run
 in process rather than as three ``fairseq-train`` commands: on a shared machine whole runs minutes
 apart see different loads, while a few percent is what is measured.)
 
@@ -79,7 +80,7 @@ def main():
             criterion = (CrossEntropyCriterion(task, False) if weight is None
                          else GatedCrossEntropyCriterion(task, False, gate_weight=weight))
             runs.append({"label": label, "model": model, "criterion": criterion, "task": task, "wps": [],
-                         "ran": [], "optimizer": Adam(model.parameters())})
+                         "seconds": [], "ran": [], "optimizer": Adam(model.parameters())})
         task = runs[0]["task"]
         task.load_dataset("train")
         iterator = task.get_batch_iterator(task.dataset("train"), max_tokens=args.max_tokens, seed=1)
@@ -97,6 +98,7 @@ def main():
             run["optimizer"].torch.step()
             seconds = time.perf_counter() - start
             if step >= args.warmup:
+                run["seconds"].append(seconds)
                 run["wps"].append(sample["ntokens"] / seconds)
                 run["ran"].append(len(run["model"].decoder.layers.last_kept))
         same_draws += runs[0]["model"].decoder.layers.last_kept == runs[1]["model"].decoder.layers.last_kept
@@ -115,12 +117,14 @@ def main():
         per_layer = (wps[label] * ran[label]) / (wps[plain["label"]] * ran[plain["label"]])
         rows.append(f"| {label} | {wps[label]:.0f} | {ran[label]:.2f} | {wps[label] / wps[plain['label']]:.3f} | "
                     f"{per_layer:.3f} |")
-    frozen = wps[runs[1]["label"]] / wps[plain["label"]]
+    # paired by step (the same batch, run back to back), so that load drifting over minutes cancels
+    frozen = statistics.median(p / f for p, f in zip(plain["seconds"], runs[1]["seconds"]))
     report = "\n".join([
         f"{args.steps} measured steps of {args.max_tokens} tokens per configuration (after {args.warmup}), "
         f"--decoder-layerdrop 0.5; plain and frozen dropped the same layers at {same_draws} of {total} steps", "",
         *rows, "",
-        f"overhead of the gates and the gating criterion (frozen vs plain, same draws): {(1 - frozen) * 100:.1f}% "
+        f"speed of gated-frozen relative to plain, median of per-step ratios: {frozen:.3f}; overhead of the gates "
+        f"and the gating criterion (same draws): {(1 - frozen) * 100:.1f}% "
         f"(target < 5%: {'met' if frozen > 0.95 else 'NOT met'})"])
     print("\n" + report)
     os.makedirs(args.out, exist_ok=True)
