@@ -5,6 +5,7 @@ architectures. This file only imports: registration happens by import.
 """
 
 from . import compat  # noqa: F401  (must come first: it adapts checkpoint loading)
+from . import criterions  # noqa: F401
 from . import models  # noqa: F401
 from . import tasks  # noqa: F401
 

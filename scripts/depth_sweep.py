@@ -137,7 +137,7 @@ def main():
     stacks = ["decoder"] if is_lm else (["encoder", "decoder"] if args.stack == "both" else [args.stack])
     full = min(depths[s] for s in stacks)
     strategies = args.strategies.split(",")
-    unknown = [s for s in strategies if s not in STRATEGIES]
+    unknown = [s for s in strategies if s.partition(":")[0] not in STRATEGIES]
     if unknown:
         sys.exit(f"depth_sweep: unknown strategies {unknown}; choose from {', '.join(sorted(STRATEGIES))}")
     try:

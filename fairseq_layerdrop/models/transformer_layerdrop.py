@@ -18,6 +18,7 @@ from fairseq.models.transformer.transformer_legacy import (
 from fairseq.dataclass.utils import gen_parser_from_dataclass
 
 from ..compat import mark_plugin_args
+from ..modules.layer_gates import add_layer_gates
 from ..modules.drop_options import LayerDropOptions, attach_stack_drop, check_stack_options
 from ..pruning.on_load import build_pruned_model
 from ..pruning.options import PruningOptions
@@ -49,6 +50,8 @@ class TransformerLayerDropModel(TransformerModel):
             model = super(TransformerLayerDropModel, cls).build_model(args, task)
             attach_stack_drop(model.encoder, args, "encoder")
             attach_stack_drop(model.decoder, args, "decoder")
+            if getattr(args, "layer_gates", False):
+                add_layer_gates(model, {"encoder": "--encoder-layerdrop", "decoder": "--decoder-layerdrop"})
             return model
 
         model = build_pruned_model(build, args, args, ("encoder", "decoder"))

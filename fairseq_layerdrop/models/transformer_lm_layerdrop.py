@@ -20,6 +20,7 @@ from fairseq.utils import safe_getattr
 from omegaconf import II
 
 from ..compat import mark_plugin_state_dict
+from ..modules.layer_gates import add_layer_gates
 from ..modules.drop_options import DecoderLayerDropOptions, attach_stack_drop, check_stack_options
 from ..pruning.on_load import build_pruned_model
 from ..pruning.options import PruningOptions
@@ -49,6 +50,8 @@ class TransformerLMLayerDrop(TransformerLanguageModel):
         def build(args):
             model = super(TransformerLMLayerDrop, cls).build_model(args, task)
             attach_stack_drop(model.decoder, args, "decoder")
+            if safe_getattr(args, "layer_gates", False):
+                add_layer_gates(model, {"decoder": "--decoder-layerdrop"})
             return model
 
         return build_pruned_model(build, args, args, ("decoder",))

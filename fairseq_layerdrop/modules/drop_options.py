@@ -9,6 +9,7 @@ these options say what is dropped and how the rate varies over depth (Fan et al.
     --decoder-layerdrop-protect 0,11              layers never dropped (Fan et al., Fig. 5)
     --decoder-layerdrop-target-depth 6            sets the rate to p* = 1 - 6 / N
     --layerdrop-draws-log FILE                    each step's decisions as JSON lines, per rank
+    --layer-gates                                 learned per-layer rates (modules/layer_gates.py)
 
 (and the same ``--encoder-*`` for encoder-decoder models). Bad input stops the model build with
 a message naming the flag; the resolved rates are logged at start.
@@ -46,6 +47,11 @@ class DecoderLayerDropOptions(FairseqDataclass):
     )
     decoder_layerdrop_target_depth: Optional[int] = field(
         default=None, metadata={"help": "set --decoder-layerdrop to p* = 1 - R/N for the depth R you will prune to"}
+    )
+    layer_gates: bool = field(
+        default=False,
+        metadata={"help": "learn each layer's drop rate, mean = the stack's rate (data-driven pruning; "
+                          "see modules/layer_gates.py); needs --layerdrop-structure layer and a uniform schedule"},
     )
     layerdrop_draws_log: Optional[str] = field(
         default=None, metadata={"help": "append each training step's drop decisions as JSON lines to FILE.rank<R>"}

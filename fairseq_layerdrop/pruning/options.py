@@ -34,7 +34,8 @@ class PruningOptions(FairseqDataclass):
     decoder_prune_to: Optional[int] = field(default=None, metadata={"help": "prune the decoder to this many layers"})
     prune_strategy: str = field(
         default="every-other",
-        metadata={"help": "how --prune-to chooses layers: every-other (alias alternate), top, bottom, symmetric"},
+        metadata={"help": "how --prune-to chooses layers: every-other (alias alternate), top, bottom, symmetric; "
+                         "data-driven: learned, search:RESULT.json, contribution:SCORES.json"},
     )
 
 

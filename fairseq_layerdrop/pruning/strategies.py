@@ -4,22 +4,25 @@ The kept-layer list is the single currency of pruning: every strategy produces o
 consumer (the tasks' pruning options, export, depth sweep) takes one. Strategies register by
 name, so later ones (learned, searched, contribution-based) plug in without touching callers.
 A strategy is ``fn(num_layers, keep, **context) -> list``; ``context`` carries what data-driven
-strategies need (``stack``, ``state_dict``, ``cfg``, ...) and simple ones ignore it.
+strategies need (``stack``, ``state_dict``, ``cfg``, ...) and simple ones ignore it. A strategy
+named ``name:ARGUMENT`` (``search:result.json``) gets ``argument="ARGUMENT"`` in its context.
 """
 
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 from .state_dict import PruningError, check_kept_layers
 
 STRATEGIES: Dict[str, Callable[..., List[int]]] = {}
+NEEDS: Dict[str, Tuple[str, ...]] = {}  # the context entries a strategy cannot work without
 
 
-def register_strategy(*names):
+def register_strategy(*names, needs: Tuple[str, ...] = ()):
     def register(fn):
         for name in names:
             if name in STRATEGIES:
                 raise ValueError(f"pruning strategy {name!r} is already registered")
             STRATEGIES[name] = fn
+            NEEDS[name] = tuple(needs)
         return fn
     return register
 
@@ -58,7 +61,7 @@ def symmetric(num_layers: int, keep: int, **context) -> List[int]:
 
 def check_strategy_request(strategy: str, num_layers: int, keep: int, stack: str = "decoder") -> None:
     """Refuse an unknown strategy or a target depth outside 1..N, naming the stack."""
-    if strategy not in STRATEGIES:
+    if strategy.partition(":")[0] not in STRATEGIES:
         raise PruningError(f"unknown pruning strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= num_layers:
         raise PruningError(
@@ -69,4 +72,11 @@ def check_strategy_request(strategy: str, num_layers: int, keep: int, stack: str
 def kept_layers(strategy: str, num_layers: int, keep: int, stack: str = "decoder", **context) -> List[int]:
     """The kept-layer list of ``strategy`` for pruning the ``stack``'s ``num_layers`` layers to ``keep``."""
     check_strategy_request(strategy, num_layers, keep, stack)
-    return check_kept_layers(STRATEGIES[strategy](num_layers, keep, stack=stack, **context), num_layers, stack)
+    name, _, argument = strategy.partition(":")
+    if argument:
+        context["argument"] = argument
+    missing = [need for need in NEEDS[name] if context.get(need) is None]
+    if missing:
+        what = {"argument": f"a file: --prune-strategy {name}:PATH"}
+        raise PruningError(f"pruning strategy {name!r} needs {', '.join(what.get(m, m) for m in missing)}")
+    return check_kept_layers(STRATEGIES[name](num_layers, keep, stack=stack, **context), num_layers, stack)

@@ -1,0 +1,1 @@
+from . import layer_gate_loss  # noqa: F401

@@ -1,0 +1,93 @@
+"""Score kept-layer lists in one process: load a checkpoint once, swap which layers run, measure.
+
+Searching layers on validation (Fan et al. arXiv 1909.11556) and scoring layer contributions
+(Sajjad et al. arXiv 2004.03844) evaluate many sub-networks of one model. Starting a fairseq
+command per candidate would spend about 4 s importing each time; here the model is loaded once,
+the validation batches are read once, and ``running_layers`` swaps each stack's layer list (the
+same modules, so nothing is copied) for the duration of one evaluation.
+"""
+
+import math
+from contextlib import contextmanager
+from typing import Dict, List, Sequence
+
+import torch
+from torch import nn
+
+
+def load_checkpoint(checkpoint: str, data: str):
+    """``(model, task)`` for a checkpoint (the plugin's or fairseq's own), in eval mode on the CPU."""
+    from fairseq import checkpoint_utils
+
+    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides={"data": data})
+    return models[0].eval(), task
+
+
+def validation_batches(model, task, subset: str = "valid", max_tokens: int = 4096, max_batches: int = 0) -> List[dict]:
+    """The ``subset``'s batches as fairseq's validation reads them (unshuffled), kept in memory."""
+    from fairseq import utils
+
+    task.load_dataset(subset)
+    iterator = task.get_batch_iterator(
+        dataset=task.dataset(subset), max_tokens=max_tokens,
+        max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
+        ignore_invalid_inputs=True, seed=1,
+    ).next_epoch_itr(shuffle=False)
+    batches = [b for b in iterator if b]
+    return batches[:max_batches] if max_batches else batches
+
+
+@torch.no_grad()
+def perplexity(model, batches: Sequence[dict]) -> float:
+    """exp(mean negative log-likelihood per target token): fairseq's valid ``ppl``."""
+    total, count = 0.0, 0
+    pad = model.decoder.dictionary.pad()
+    for sample in batches:
+        output = model(**sample["net_input"])
+        lprobs = model.get_normalized_probs(output, log_probs=True)
+        target = model.get_targets(sample, output)
+        nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        mask = target.ne(pad)
+        total += nll[mask].double().sum().item()
+        count += int(mask.sum())
+    return math.exp(total / max(count, 1))
+
+
+@contextmanager
+def running_layers(model, kept: Dict[str, Sequence[int]]):
+    """Within the block, each named stack of ``model`` runs only its ``kept`` layers, in that order."""
+    saved = {}
+    try:
+        for stack, layers in kept.items():
+            module = getattr(model, stack)
+            saved[stack] = (module.layers, module.num_layers)
+            module.layers = nn.ModuleList([saved[stack][0][i] for i in layers])
+            module.num_layers = len(layers)
+        yield model
+    finally:
+        for stack, (layers, num_layers) in saved.items():
+            module = getattr(model, stack)
+            module.layers, module.num_layers = layers, num_layers
+
+
+def add_scoring_arguments(parser, max_batches: int) -> None:
+    """The command-line arguments shared by the scripts that score layers on data."""
+    parser.add_argument("checkpoint")
+    parser.add_argument("data", help="the binarized data directory the checkpoint was trained on")
+    parser.add_argument("--stack", choices=["encoder", "decoder"], default="decoder")
+    parser.add_argument("--subset", default="valid", help="the split to score on (default valid)")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="tokens per batch")
+    parser.add_argument("--max-batches", type=int, default=max_batches,
+                        help=f"score on the first N batches only (0: the whole split; default {max_batches})")
+
+
+def load_for_scoring(args):
+    """``(model, task, batches)`` for the arguments of ``add_scoring_arguments``; ValueError naming what is wrong."""
+    import os
+
+    if not os.path.isfile(args.checkpoint):
+        raise ValueError(f"no checkpoint at {args.checkpoint}")
+    model, task = load_checkpoint(args.checkpoint, args.data)
+    if not hasattr(getattr(model, args.stack, None), "layers"):
+        raise ValueError(f"--stack {args.stack}: this model has no {args.stack}")
+    return model, task, validation_batches(model, task, args.subset, args.max_tokens, args.max_batches)
