@@ -47,8 +47,8 @@ def straight(lm_data, tmp_path_factory):
     return save_dir, losses(train(lm_data, save_dir, "--max-epoch", "2"))
 
 
-@pytest.mark.parametrize("interrupt", [["--max-epoch", "1"], ["--max-update", "13", "--save-interval-updates", "13"]],
-                         ids=["end-of-epoch", "mid-epoch"])
+# (an interruption at the end of an epoch: tests/test_translation_commands.py, same flag)
+@pytest.mark.parametrize("interrupt", [["--max-update", "13", "--save-interval-updates", "13"]], ids=["mid-epoch"])
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_run(lm_data, tmp_path, straight, interrupt):
     straight_dir, straight = straight
     first = losses(train(lm_data, tmp_path / "resumed", *interrupt))
@@ -57,7 +57,7 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_run(lm_data, tmp_path,
     second = losses(log)
     stop = max(first)
     assert set(first) == set(range(1, stop + 1)) and set(second) == set(range(stop + 1, max(straight) + 1))
-    assert stop in (9, 13) and max(straight) == 18
+    assert stop == 13 and max(straight) == 18
     assert {**first, **second} == straight
     assert draws(tmp_path / "resumed") == draws(straight_dir)
     a, b = weights(tmp_path / "resumed"), weights(straight_dir)
