@@ -11,8 +11,9 @@
 # detokenized output of fairseq-generate. Writes one table (results.csv, results.md) and one plot
 # (results.png) per pruned stack, and prints them.
 #
-#   bash recipes/mini_mt.sh                 # under 60 minutes on 2 idle cores
-#   OUT=runs/mini_mt UPDATES=500 SUBSET=test bash recipes/mini_mt.sh
+#   bash recipes/mini_mt.sh                 # about 45 minutes on this project's shared 2-core machine
+#   PARALLEL=1 bash recipes/mini_mt.sh      # train (and sweep) the two models at the same time
+#   UPDATES=1500 DIM=128 bash recipes/mini_mt.sh   # larger: more updates, a wider model
 #   SMOKE=1 OUT=/tmp/smoke bash recipes/mini_mt.sh   # the same pipeline on a few hundred pairs
 #
 # Resumable: rerunning skips finished stages; a training run resumes from its checkpoint_last.pt.
@@ -26,20 +27,19 @@ PLUGIN="$HERE/fairseq_layerdrop"
 OUT="${OUT:-$HERE/runs/mini_mt}"
 SUBSET="${SUBSET:-test}"     # the split the tables report; settings were fixed without looking at it
 SEED="${SEED:-1}"
-UPDATES="${UPDATES:-500}"   # the budget of both models
-WARMUP=100
+UPDATES="${UPDATES:-500}"    # the budget of both models (in updates of TOKENS target tokens at most)
+WARMUP="${WARMUP:-50}"
+DIM="${DIM:-64}"; FFN="${FFN:-$((DIM * 4))}"; TOKENS="${TOKENS:-2048}"
 LAYERS=6
 STRATEGIES="${STRATEGIES:-every-other,top,bottom}"
 DEPTHS="${DEPTHS:-}"         # depths of the sweeps (default: every depth 1..6)
 STACKS="${STACKS:-both encoder decoder}"  # which stacks to prune in the sweeps
 # name : LayerDrop rate of each stack
 MODELS=("layerdrop:0.5" "baseline:0")
-DIM=128
-FFN=512
 VOCAB=6000
 DICTIONARY="${DICTIONARY:-}"  # the de-en file; empty: download the Debian package into $OUT/deb
 if [[ "${SMOKE:-0}" == 1 ]]; then
-    UPDATES=6; WARMUP=2; DIM=32; FFN=64; VOCAB=300; DEPTHS=6,3; STRATEGIES=every-other; STACKS=both
+    UPDATES=6; WARMUP=2; DIM=32; FFN=64; TOKENS=2048; VOCAB=300; DEPTHS=6,3; STRATEGIES=every-other; STACKS=both
 fi
 
 say() { echo "[mini_mt $(date -u +%H:%M:%S)] $*"; }
@@ -65,10 +65,8 @@ if [[ ! -f "$OUT/bin/dict.en.txt" ]]; then
 fi
 
 # 2. training: the same budget for both models
-for spec in "${MODELS[@]}"; do
-    IFS=: read -r name rate <<< "$spec"
-    if [[ -f "$OUT/$name/done" ]]; then say "$name: trained (skipping)"; continue; fi
-    say "training $name: $LAYERS+$LAYERS layers, LayerDrop $rate, $UPDATES updates (log: $OUT/$name/train.log)"
+train() {
+    local name=$1 rate=$2
     mkdir -p "$OUT/$name"
     "$BIN/fairseq-train" "$OUT/bin" --user-dir "$PLUGIN" --task translation --source-lang de --target-lang en \
         --arch transformer_layerdrop --encoder-layers "$LAYERS" --decoder-layers "$LAYERS" \
@@ -76,30 +74,44 @@ for spec in "${MODELS[@]}"; do
         --encoder-embed-dim "$DIM" --encoder-ffn-embed-dim "$FFN" --encoder-attention-heads 4 \
         --decoder-embed-dim "$DIM" --decoder-ffn-embed-dim "$FFN" --decoder-attention-heads 4 \
         --share-all-embeddings --dropout 0.2 --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
-        --max-tokens 4096 --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 --lr 0.002 \
-        --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" \
+        --max-tokens "$TOKENS" --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 --lr 0.002 \
+        --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --num-workers 0 \
         --max-update "$UPDATES" --seed "$SEED" --cpu --no-epoch-checkpoints \
-        --save-dir "$OUT/$name" --log-format simple --log-interval 50 >> "$OUT/$name/train.log" 2>&1 \
-        || { say "training $name failed; see $OUT/$name/train.log"; exit 1; }
-    grep -E "\| valid \|" "$OUT/$name/train.log" | tail -1 || true
+        --save-dir "$OUT/$name" --log-format simple --log-interval 25 >> "$OUT/$name/train.log" 2>&1 \
+        || { say "training $name failed; see $OUT/$name/train.log"; return 1; }
+    say "$name trained: $(grep -E '\| valid \|' "$OUT/$name/train.log" | tail -1 | sed 's/.*| valid |//')"
     touch "$OUT/$name/done"
+}
+pids=()
+for spec in "${MODELS[@]}"; do
+    IFS=: read -r name rate <<< "$spec"
+    if [[ -f "$OUT/$name/done" ]]; then say "$name: trained (skipping)"; continue; fi
+    say "training $name: $LAYERS+$LAYERS layers, LayerDrop $rate, $UPDATES updates (log: $OUT/$name/train.log)"
+    if [[ "${PARALLEL:-0}" == 1 ]]; then train "$name" "$rate" & pids+=($!); else train "$name" "$rate"; fi
 done
+for pid in "${pids[@]}"; do wait "$pid"; done
 
 # 3. depth sweeps: BLEU on $SUBSET (greedy decoding, to keep the sweeps short), pruned at load time
 GEN="--beam 1 --max-len-a 1.2 --max-len-b 10 --post-process sentencepiece --source-lang de --target-lang en"
-for spec in "${MODELS[@]}"; do
-    IFS=: read -r name rate <<< "$spec"
+sweep_model() {
+    local name=$1 stack strategies sweep
     for stack in $STACKS; do
         sweep="$OUT/sweep_${name}_$stack"
         if [[ -f "$sweep/sweep.csv" ]]; then say "$name, $stack: swept (skipping)"; continue; fi
         strategies="$STRATEGIES"; [[ "$stack" == both ]] || strategies=every-other
-        say "sweeping $name: $stack, $strategies"
+        say "sweeping $name: $stack, $strategies (log: $sweep.log)"
         "$PYTHON" "$HERE/scripts/depth_sweep.py" "$OUT/$name/checkpoint_best.pt" "$OUT/bin" --out "$sweep.tmp" \
             --stack "$stack" --strategies "$strategies" ${DEPTHS:+--depths "$DEPTHS"} --subset "$SUBSET" \
-            --fairseq-args "$GEN"
+            --fairseq-args "$GEN" > "$sweep.log" 2>&1 || { say "sweeping $name failed; see $sweep.log"; return 1; }
         rm -rf "$sweep" && mv "$sweep.tmp" "$sweep"
     done
+}
+pids=()
+for spec in "${MODELS[@]}"; do
+    IFS=: read -r name rate <<< "$spec"
+    if [[ "${PARALLEL:-0}" == 1 ]]; then sweep_model "$name" & pids+=($!); else sweep_model "$name"; fi
 done
+for pid in "${pids[@]}"; do wait "$pid"; done
 
 # 4. one table and one plot per pruned stack; the target checked on both stacks pruned to half
 for stack in $STACKS; do
