@@ -40,7 +40,9 @@ def results(path):
         return {(r["model"], r["strategy"], int(r["depth"])): float(r["quality"]) for r in csv.DictReader(f)}
 
 
+@pytest.mark.slow
 def test_mini_lm_smoke_trains_sweeps_merges_and_resumes(tmp_path):
+    """Slow (about 1.5 minutes alone; 10 fairseq commands): run with --run-slow."""
     proc = recipe("mini_lm.sh", tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = results(tmp_path / "results.csv")
