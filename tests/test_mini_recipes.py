@@ -1,0 +1,77 @@
+"""recipes/mini_lm.sh and recipes/mini_mt.sh end to end in their SMOKE mode (tiny models, a few updates, two
+depths): every stage runs through fairseq's commands, the merged table, targets and plot come out, and a
+rerun skips what is finished."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+GERMAN = ["Der Hund", "Die Katze", "Mein Vater", "Unsere Lehrerin", "Das Kind", "Ein Nachbar", "Der Arzt", "Sie"]
+ENGLISH = ["The dog", "The cat", "My father", "Our teacher", "The child", "A neighbour", "The doctor", "She"]
+VERBS = [("sieht", "sees"), ("sucht", "looks for"), ("malt", "paints"), ("findet", "finds"), ("kennt", "knows")]
+OBJECTS = [("den Garten", "the garden"), ("das Haus", "the house"), ("einen Baum", "a tree"), ("die Stadt", "the town"),
+           ("den Fluss", "the river"), ("ein Boot", "a boat"), ("die Schule", "the school"),
+           ("den Berg", "the mountain")]
+
+
+def ding_sample(path):
+    """A dictionary file in the trans-de-en format: each line a headword plus example sentences."""
+    lines = ["# Version :: smoke test"]
+    for i, (de_s, en_s) in enumerate(zip(GERMAN, ENGLISH)):
+        for j, (de_v, en_v) in enumerate(VERBS):
+            examples = [(f"{de_s} {de_v} {de_o}.", f"{en_s} {en_v} {en_o}.") for de_o, en_o in OBJECTS]
+            lines.append(f"Wort{i}{j} {{n}} | " + " | ".join(d for d, _ in examples)
+                         + f" :: word{i}{j} | " + " | ".join(e for _, e in examples))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def recipe(name, out, **env):
+    return subprocess.run(["bash", os.path.join(ROOT, "recipes", name)], capture_output=True, text=True,
+                          env={**os.environ, "SMOKE": "1", "OUT": str(out), "PYTHON": sys.executable, **env})
+
+
+def results(path):
+    with open(path) as f:
+        return {(r["model"], r["strategy"], int(r["depth"])): float(r["quality"]) for r in csv.DictReader(f)}
+
+
+@pytest.mark.slow
+def test_mini_lm_smoke_trains_sweeps_merges_and_resumes(tmp_path):
+    """Slow (about 1.5 minutes alone; 10 fairseq commands): run with --run-slow."""
+    proc = recipe("mini_lm.sh", tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = results(tmp_path / "results.csv")
+    assert set(got) == {("LayerDrop p=0.5", "every-other", 8), ("LayerDrop p=0.5", "every-other", 4),
+                        ("baseline p=0", "every-other", 8), ("baseline p=0", "every-other", 4),
+                        ("4 layers from scratch", "every-other", 4)}
+    assert all(1 < ppl < 20000 for ppl in got.values()), got  # PTB's vocabulary is 10k words
+    md = (tmp_path / "results.md").read_text()
+    ratio = got[("LayerDrop p=0.5", "every-other", 4)] / got[("LayerDrop p=0.5", "every-other", 8)]
+    assert f"| LayerDrop pruned 8->4 / its full depth (ppl) | {ratio:.3f} |" in md
+    assert (tmp_path / "results.png").stat().st_size > 10000
+    assert "dec_layers_ran" in (tmp_path / "layerdrop" / "train.log").read_text()
+
+    log_size = (tmp_path / "baseline" / "train.log").stat().st_size
+    again = recipe("mini_lm.sh", tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("trained (skipping)") == 3 and again.stdout.count("swept (skipping)") == 3
+    assert (tmp_path / "baseline" / "train.log").stat().st_size == log_size
+
+
+@pytest.mark.slow
+def test_mini_mt_smoke_trains_sweeps_and_scores_bleu(tmp_path):
+    """Slow (about a minute): run with --run-slow."""
+    dictionary = ding_sample(tmp_path / "de-en")
+    proc = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "320 sentence pairs" in proc.stdout
+    got = results(tmp_path / "out" / "results_both" / "results.csv")
+    assert set(got) == {(m, "every-other", d) for m in ("LayerDrop p=0.5", "baseline p=0") for d in (6, 3)}
+    assert all(0 <= bleu <= 100 for bleu in got.values())
+    assert "LayerDrop pruned 6->3: share of its full BLEU" in (tmp_path / "out" / "results_both" / "results.md").read_text()
+    assert (tmp_path / "out" / "results_both" / "results.png").stat().st_size > 10000
