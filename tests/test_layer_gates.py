@@ -127,6 +127,10 @@ def test_gradients_reach_every_gate_only_through_the_estimator(kind, lm_data, tr
 def test_gates_need_a_rate_and_the_gated_criterion_needs_gates(lm_data):
     with pytest.raises(ValueError, match="--layer-gates .* --decoder-layerdrop above 0"):
         gated_lm(lm_data, 0.0)
+    with pytest.raises(ValueError, match="--layer-gates learns whole-layer rates: use --layerdrop-structure layer"):
+        gated_lm(lm_data, 0.5, 6, "--layerdrop-structure", "sublayer")
+    with pytest.raises(ValueError, match="--layer-gates .* drop the rate schedule"):
+        gated_lm(lm_data, 0.5, 6, "--decoder-layerdrop-protect", "0")
     model, task = build_model(lm_data, "--task", "language_modeling", "--arch", "transformer_lm_layerdrop_tiny",
                               "--tokens-per-sample", 32)
     from fairseq_layerdrop.criterions.layer_gate_loss import GatedCrossEntropyCriterion
