@@ -31,6 +31,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_train.py
 	$(BIN)/python scripts/bench_inference.py
+	$(BIN)/python scripts/bench_structures.py --in-process
+	$(BIN)/python scripts/bench_gates.py
 
 clean:
 	rm -rf $(VENV) demo_out bench_out

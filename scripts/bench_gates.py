@@ -31,7 +31,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_train import make_data, train_args  # noqa: E402
+from bench_train import make_data, publish_report, train_args  # noqa: E402
 from fairseq_in_process import build_model  # noqa: E402
 
 class Adam:
@@ -119,17 +119,14 @@ def main():
                     f"{per_layer:.3f} |")
     # paired by step (the same batch, run back to back), so that load drifting over minutes cancels
     frozen = statistics.median(p / f for p, f in zip(plain["seconds"], runs[1]["seconds"]))
-    report = "\n".join([
+    lines = [
         f"{args.steps} measured steps of {args.max_tokens} tokens per configuration (after {args.warmup}), "
         f"--decoder-layerdrop 0.5; plain and frozen dropped the same layers at {same_draws} of {total} steps", "",
         *rows, "",
         f"speed of gated-frozen relative to plain, median of per-step ratios: {frozen:.3f}; overhead of the gates "
         f"and the gating criterion (same draws): {(1 - frozen) * 100:.1f}% "
-        f"(target < 5%: {'met' if frozen > 0.95 else 'NOT met'})"])
-    print("\n" + report)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench_gates.md"), "w") as f:
-        f.write(report + "\n")
+        f"(target < 5%: {'met' if frozen > 0.95 else 'NOT met'})"]
+    publish_report(lines, args.out, "bench_gates.md")
 
 
 if __name__ == "__main__":

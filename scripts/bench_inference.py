@@ -30,7 +30,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import toy_data  # noqa: E402
-from bench_train import make_data  # noqa: E402
+from bench_train import make_data, publish_report  # noqa: E402
 from fairseq_in_process import PLUGIN  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
@@ -131,11 +131,7 @@ def main():
     lines += [f"| {label} | {speed} | {peak:.0f} | {size:.1f} |" for label, speed, peak, size in rows]
     lines += ["", "- " + summary(lm_speed, *[r[0] for r in lm_runs], "fairseq-eval-lm"),
               "- " + summary(mt_speed, *[r[0] for r in mt_runs], "fairseq-generate")]
-    report = "\n".join(lines)
-    print("\n" + report)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench_inference.md"), "w") as f:
-        f.write(report + "\n")
+    publish_report(lines, args.out, "bench_inference.md")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_train import make_data, train_args, words_per_second  # noqa: E402
+from bench_train import make_data, publish_report, train_args, words_per_second  # noqa: E402
 from fairseq_in_process import build_model  # noqa: E402
 
 METERS = ("dec_layers_ran", "dec_attn_ran", "dec_ffn_ran")
@@ -120,11 +120,7 @@ def main():
         speed = statistics.mean(wps[label])
         lines.append(f"| {label} | {speed:.0f} | {speed / base:.3f} | {mean_meter(label, 'dec_layers_ran')} "
                      f"| {mean_meter(label, 'dec_attn_ran')} | {mean_meter(label, 'dec_ffn_ran')} |")
-    report = "\n".join(lines)
-    print("\n" + report)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench_structures.md"), "w") as f:
-        f.write(report + "\n")
+    publish_report(lines, args.out, "bench_structures.md")
 
 
 def report_in_process(data, rows, args):
@@ -137,11 +133,7 @@ def report_in_process(data, rows, args):
              "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {label} | {speed[label]:.0f} | {speed[label] / base:.3f} | " + " | ".join(f"{n:.2f}" for n in ran[label]) + " |"
               for label, *_ in rows]
-    report = "\n".join(lines)
-    print("\n" + report)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench_structures_in_process.md"), "w") as f:
-        f.write(report + "\n")
+    publish_report(lines, args.out, "bench_structures_in_process.md")
 
 
 if __name__ == "__main__":

@@ -119,6 +119,15 @@ def layer_stack_share(data, args, repeats=5):
     return (full - without) / full
 
 
+def publish_report(lines, out_dir, filename):
+    """Print a benchmark's Markdown report and write it to ``out_dir/filename``."""
+    report = "\n".join(lines)
+    print("\n" + report)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, filename), "w") as f:
+        f.write(report + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=60, help="updates per run (default 60)")
@@ -168,11 +177,7 @@ def main():
              f"of {args.max_tokens} tokens (first {args.log_interval} of each run are warm-up)", "", *rows, "",
              "| target | measured | wanted | met |", "|---|---:|---:|---|"]
     lines += [f"| {name} | {value:.3f} | >= {want} | {'yes' if value >= want else 'NO'} |" for name, value, want in checks]
-    report = "\n".join(lines)
-    print("\n" + report)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench_train.md"), "w") as f:
-        f.write(report + "\n")
+    publish_report(lines, args.out, "bench_train.md")
 
 
 if __name__ == "__main__":
