@@ -42,7 +42,7 @@ def results(path):
 
 @pytest.mark.slow
 def test_mini_lm_smoke_trains_sweeps_merges_and_resumes(tmp_path):
-    """Slow (about 1.5 minutes alone; 10 fairseq commands): run with --run-slow."""
+    """Slow (214 s measured on the loaded shared machine; 10 fairseq commands): run with --run-slow."""
     proc = recipe("mini_lm.sh", tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = results(tmp_path / "results.csv")
@@ -65,7 +65,7 @@ def test_mini_lm_smoke_trains_sweeps_merges_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_mini_mt_smoke_trains_sweeps_and_scores_bleu(tmp_path):
-    """Slow (about a minute): run with --run-slow."""
+    """Slow (105 s measured here): run with --run-slow."""
     dictionary = ding_sample(tmp_path / "de-en")
     proc = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
