@@ -71,9 +71,15 @@ def transformer_lm_layerdrop_wiki103(args):
 
 @register_model_architecture("transformer_lm_layerdrop", "transformer_lm_layerdrop_tiny")
 def transformer_lm_layerdrop_tiny(args):
-    """6 layers of width 64: for tests and the demo on a CPU."""
+    """6 layers of width 64, embeddings and softmax of width 64 too: for tests and the demo on a CPU.
+
+    fairseq's LM config gives ``--decoder-input-dim``/``--decoder-output-dim`` a default of 512 that
+    ``base_lm_architecture`` cannot tell from a user's value, so, like fairseq's GPT-3 variants, this
+    variant ties both to ``--decoder-embed-dim``.
+    """
     args.decoder_layerdrop = safe_getattr(args, "decoder_layerdrop", PAPER_LAYERDROP)
     args.decoder_embed_dim = safe_getattr(args, "decoder_embed_dim", 64)
+    args.decoder_input_dim = args.decoder_output_dim = args.decoder_embed_dim
     args.decoder_ffn_embed_dim = safe_getattr(args, "decoder_ffn_embed_dim", 128)
     args.decoder_attention_heads = safe_getattr(args, "decoder_attention_heads", 4)
     args.decoder_layers = safe_getattr(args, "decoder_layers", 6)
