@@ -13,6 +13,7 @@ import argparse
 import csv
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -51,6 +52,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=20, help="training epochs of each model")
     args = parser.parse_args()
     out = os.path.abspath(args.out)
+    for stale in ("bin", "layerdrop", "baseline"):  # a rerun starts afresh: no resumed checkpoints, no old data
+        shutil.rmtree(os.path.join(out, stale), ignore_errors=True)
     os.makedirs(out, exist_ok=True)
     started = time.time()
 

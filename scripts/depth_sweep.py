@@ -90,9 +90,9 @@ def quality_axis(ax, metric):
 def plot(rows, metric, path, title):
     import logging
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq may have set the root logger to DEBUG
     import matplotlib
 
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq may have set the root logger to DEBUG
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
