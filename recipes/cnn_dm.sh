@@ -118,7 +118,7 @@ stage_train() {
         --dropout "$DROPOUT" --attention-dropout 0.1 --weight-decay 0.0001 \
         --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
         --max-tokens "$MAX_TOKENS" --update-freq "$UPDATE_FREQ" --max-update "$MAX_UPDATE" --max-epoch "$MAX_EPOCH" \
-        --skip-invalid-size-inputs-valid-test --seed "$SEED" --save-dir "$WORK_DIR/checkpoints" \
+        --skip-invalid-size-inputs-valid-test --seed "$SEED" --update-epoch-batch-itr True --save-dir "$WORK_DIR/checkpoints" \
         --no-epoch-checkpoints --no-progress-bar --log-format simple "${HW_ARGS[@]}" $TRAIN_ARGS
 }
 

@@ -76,7 +76,7 @@ train() {
         --share-all-embeddings --dropout 0.2 --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
         --max-tokens "$TOKENS" --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 --lr 0.002 \
         --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --num-workers 0 \
-        --max-update "$UPDATES" --seed "$SEED" --cpu --no-epoch-checkpoints \
+        --max-update "$UPDATES" --seed "$SEED" --update-epoch-batch-itr True --cpu --no-epoch-checkpoints \
         --save-dir "$OUT/$name" --log-format simple --log-interval 25 >> "$OUT/$name/train.log" 2>&1 \
         || { say "training $name failed; see $OUT/$name/train.log"; return 1; }
     say "$name trained: $(grep -E '\| valid \|' "$OUT/$name/train.log" | tail -1 | sed 's/.*| valid |//')"

@@ -87,7 +87,7 @@ stage_train() {
         --max-update "$MAX_UPDATE" --max-epoch "$MAX_EPOCH" --lr-scheduler cosine $LR_ARGS \
         --warmup-init-lr 1e-07 --stop-min-lr 1e-09 --optimizer nag --min-lr 0.0001 --clip-norm 0.1 \
         --criterion adaptive_loss --max-tokens "$MAX_TOKENS" --update-freq "$UPDATE_FREQ" \
-        --tokens-per-sample "$TOKENS_PER_SAMPLE" --seed "$SEED" --sample-break-mode none \
+        --tokens-per-sample "$TOKENS_PER_SAMPLE" --seed "$SEED" --update-epoch-batch-itr True --sample-break-mode none \
         --skip-invalid-size-inputs-valid-test --ddp-backend legacy_ddp \
         --save-dir "$WORK_DIR/checkpoints" --no-epoch-checkpoints --no-progress-bar --log-format simple \
         "${HW_ARGS[@]}" $TRAIN_ARGS

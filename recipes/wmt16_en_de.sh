@@ -135,7 +135,7 @@ stage_train() {
         --lr "$LR" --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --warmup-init-lr 1e-07 \
         --dropout "$DROPOUT" --weight-decay 0.0 --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
         --max-tokens "$MAX_TOKENS" --update-freq "$UPDATE_FREQ" --max-update "$MAX_UPDATE" --max-epoch "$MAX_EPOCH" \
-        --seed "$SEED" --save-dir "$WORK_DIR/checkpoints" --keep-last-epochs "$AVERAGE_N" \
+        --seed "$SEED" --update-epoch-batch-itr True --save-dir "$WORK_DIR/checkpoints" --keep-last-epochs "$AVERAGE_N" \
         --no-progress-bar --log-format simple "${HW_ARGS[@]}" $TRAIN_ARGS
 }
 

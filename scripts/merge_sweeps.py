@@ -17,6 +17,7 @@ scratch; LayerDrop at full depth within 5% of the baseline. MT: pruned LayerDrop
 
 import argparse
 import csv
+import math
 import os
 import sys
 
@@ -68,9 +69,14 @@ def lm_targets(models, layerdrop, baseline, scratch, full, half):
     ]
 
 
+def share(part, whole):
+    """``part / whole``, or NaN (a target that cannot be met) when the full-depth score is 0."""
+    return part / whole if whole else float("nan")
+
+
 def mt_targets(models, layerdrop, baseline, full, half):
-    ld = quality(models, layerdrop, half) / quality(models, layerdrop, full)
-    base = quality(models, baseline, half) / quality(models, baseline, full)
+    ld = share(quality(models, layerdrop, half), quality(models, layerdrop, full))
+    base = share(quality(models, baseline, half), quality(models, baseline, full))
     return [
         (f"LayerDrop pruned {full}->{half}: share of its full BLEU", ld, ">= 0.90", ld >= 0.90),
         (f"baseline pruned {full}->{half}: share of its full BLEU", base, f"< {ld:.3f} (far less)", base < ld),
@@ -150,8 +156,8 @@ def main():
     target_lines = []
     if checks:
         target_lines = ["| target | measured | wanted | met |", "|---|---:|---:|---|"]
-        target_lines += [f"| {name} | {measured:.3f} | {wanted} | {'yes' if met else 'no'} |"
-                         for name, measured, wanted, met in checks]
+        target_lines += [f"| {name} | {'undefined (0 at full depth)' if math.isnan(measured) else f'{measured:.3f}'} "
+                         f"| {wanted} | {'yes' if met else 'no'} |" for name, measured, wanted, met in checks]
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(f"{args.metric}\n\n{table}\n" + ("\n" + "\n".join(target_lines) + "\n" if target_lines else ""))
     plot(models, args.metric, os.path.join(args.out, "results.png"), args.title)

@@ -55,3 +55,14 @@ def test_a_missing_point_or_label_is_named(tmp_path):
     assert proc.returncode != 0 and "'LD' has no every-other result at depth 3" in proc.stderr
     proc = merge(tmp_path, "--metric", "BLEU", f"LD={ld}", "--check-mt", "LD", "nope", "--full", "6", "--half", "6")
     assert proc.returncode != 0 and "no model labelled 'nope'" in proc.stderr
+
+
+def test_mt_targets_with_a_zero_bleu_at_full_depth_are_not_met_and_say_why(tmp_path):
+    ld = write_sweep(str(tmp_path / "ld.csv"), {(6, "every-other"): 0.0, (3, "every-other"): 0.0})
+    base = write_sweep(str(tmp_path / "base.csv"), {(6, "every-other"): 20.0, (3, "every-other"): 5.0})
+    proc = merge(tmp_path, "--metric", "BLEU", f"LD={ld}", f"base={base}", "--check-mt", "LD", "base",
+                 "--full", "6", "--half", "3")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| LayerDrop pruned 6->3: share of its full BLEU | undefined (0 at full depth) | >= 0.90 | no |" in md
+    assert "| baseline pruned 6->3: share of its full BLEU | 0.250 |" in md
