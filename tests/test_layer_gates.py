@@ -136,6 +136,10 @@ def test_gates_need_a_rate_and_the_gated_criterion_needs_gates(lm_data):
     from fairseq_layerdrop.criterions.layer_gate_loss import GatedCrossEntropyCriterion
 
     criterion = GatedCrossEntropyCriterion(task, sentence_avg=False)
+    with pytest.raises(ValueError, match=r"--gate-weight must be 0 or more"):
+        GatedCrossEntropyCriterion(task, sentence_avg=False, gate_weight=-1.0)
+    with pytest.raises(ValueError, match=r"--gate-baseline-decay must be in \[0, 1\)"):
+        GatedCrossEntropyCriterion(task, sentence_avg=False, gate_baseline_decay=1.0)
     with pytest.raises(ValueError, match="build the model with --layer-gates"):
         criterion(model, {"net_input": {"src_tokens": torch.randint(4, 20, (2, 8))},
                           "target": torch.randint(4, 20, (2, 8)), "ntokens": 16})

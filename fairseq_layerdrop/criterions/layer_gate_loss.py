@@ -53,6 +53,8 @@ class LayerGateLoss:
     def init_gates(self, gate_weight, gate_baseline_decay):
         if not 0.0 <= gate_baseline_decay < 1.0:
             raise ValueError(f"--gate-baseline-decay must be in [0, 1), got {gate_baseline_decay}")
+        if not gate_weight >= 0.0:
+            raise ValueError(f"--gate-weight must be 0 or more (0 freezes the gates), got {gate_weight}")
         self.gate_weight, self.gate_baseline_decay = float(gate_weight), float(gate_baseline_decay)
         self.baseline = None
         self._stacks = (None, [])
