@@ -5,13 +5,18 @@
 #   layerdrop : 8 layers, --decoder-layerdrop 0.5
 #   baseline  : 8 layers, --decoder-layerdrop 0
 #   scratch4  : 4 layers, --decoder-layerdrop 0 (the small model trained from scratch)
-# then sweeps both 8-layer models over depths 1..8 with every strategy in STRATEGIES (pruning at load
-# time, no finetuning), evaluates scratch4 at its full depth, and merges everything into one table
-# (results.csv, results.md) and one plot (results.png: perplexity against kept depth).
+#   gated     : 8 layers, --decoder-layerdrop 0.5 with learned per-layer rates (--layer-gates,
+#               --criterion gated_cross_entropy), for the "learned" pruning strategy
+# searches, for the layerdrop and baseline models, the kept layers that give the best validation
+# perplexity at every depth (scripts/search_layers.py: exhaustive, C(8,R) <= 70 subsets), then sweeps
+# the 8-layer models over depths 1..8 (layerdrop, baseline: every strategy in STRATEGIES and search;
+# gated: learned and every-other; pruning at load time, no finetuning), evaluates scratch4 at its full
+# depth, and merges everything into one table (results.csv, results.md) and one plot (results.png:
+# perplexity against kept depth), with the reproduction's targets checked on the numbers.
 #
-#   bash recipes/mini_lm.sh                 # about 45 minutes on this project's shared 2-core machine
-#   PARALLEL=1 bash recipes/mini_lm.sh      # train the three models (and sweep the two) at the same time
-#   UPDATES=1200 DIM=128 EVAL_SENTENCES= bash recipes/mini_lm.sh   # larger: more updates, width, the whole split
+#   bash recipes/mini_lm.sh                 # about 45 minutes on this project's 2-core machine (docs/results.md)
+#   PARALLEL=0 bash recipes/mini_lm.sh      # one model at a time (each then uses every core)
+#   UPDATES=8000 DIM=256 bash recipes/mini_lm.sh     # larger: more updates, a wider model
 #   SMOKE=1 OUT=/tmp/smoke bash recipes/mini_lm.sh   # the same pipeline on 300 sentences, tiny models
 #
 # Resumable: rerunning skips finished stages; a training run resumes from its checkpoint_last.pt.
@@ -25,25 +30,24 @@ BIN="$(dirname "$PYTHON")"
 PLUGIN="$HERE/fairseq_layerdrop"
 OUT="${OUT:-$HERE/runs/mini_lm}"
 SUBSET="${SUBSET:-test}"     # the split the tables report; settings were fixed without looking at it
-EVAL_SENTENCES="${EVAL_SENTENCES-1000}"  # sweeps score the first N sentences of $SUBSET (empty: all of it)
+EVAL_SENTENCES="${EVAL_SENTENCES-}"  # sweeps score the first N sentences of $SUBSET (empty: all of it)
 SEED="${SEED:-1}"
-UPDATES="${UPDATES:-400}"    # the budget of every model (in updates of TOKENS tokens)
-WARMUP="${WARMUP:-50}"
-DIM="${DIM:-64}"; FFN="${FFN:-$((DIM * 4))}"; BLOCK="${BLOCK:-64}"; TOKENS="${TOKENS:-1024}"
-# Width of the embeddings and the softmax (projected to DIM around the layers): 512 is the default that
-# fairseq's transformer_lm config gives --decoder-input-dim/--decoder-output-dim, which the measured runs
-# used; EMBED=$DIM makes the 10k-word softmax about 8x cheaper.
-EMBED="${EMBED:-512}"
+UPDATES="${UPDATES:-3000}"   # the budget of every model (in updates of TOKENS tokens; 867 updates = 1 epoch)
+WARMUP="${WARMUP:-100}"
+DIM="${DIM:-128}"; FFN="${FFN:-$((DIM * 4))}"; BLOCK="${BLOCK:-64}"; TOKENS="${TOKENS:-1024}"
+EMBED="${EMBED:-$DIM}"       # width of the embeddings and the tied softmax (projected to DIM if different)
 LAYERS=8
-# Pruning strategies of the sweep. Issue 5 adds "learned" (needs a model trained with gates: add it
-# to MODELS below with its training flags) and "search" (scripts/search_layers.py) here.
-STRATEGIES="${STRATEGIES:-every-other,top,bottom}"
+STRATEGIES="${STRATEGIES:-every-other,top,bottom}"  # sweep strategies of the layerdrop and baseline models
+SEARCH_BUDGET="${SEARCH_BUDGET:-70}"  # most validation evaluations per depth of the layer search (70 = exhaustive)
 DEPTHS="${DEPTHS:-}"         # depths of the sweep (default: every depth 1..8)
+PARALLEL="${PARALLEL:-1}"    # 1: train (and sweep) the models at the same time, one thread each
 # name : decoder layers : LayerDrop rate
-MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0")
+MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0" "gated:$LAYERS:0.5")
+SEARCHED=(layerdrop baseline)  # models whose sweep includes the layers searched on validation
 if [[ "${SMOKE:-0}" == 1 ]]; then
     UPDATES=6; WARMUP=2; DIM=32; FFN=64; EMBED=32; BLOCK=32; TOKENS=512; DEPTHS=8,4; STRATEGIES=every-other; EVAL_SENTENCES=
 fi
+[[ "$PARALLEL" == 1 ]] && export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 say() { echo "[mini_lm $(date -u +%H:%M:%S)] $*"; }
 mkdir -p "$OUT"
@@ -77,7 +81,8 @@ fi
 
 # 2. training: the same budget for every model
 train() {
-    local name=$1 layers=$2 rate=$3
+    local name=$1 layers=$2 rate=$3 extra=()
+    [[ "$name" == gated ]] && extra=(--layer-gates --criterion gated_cross_entropy)
     mkdir -p "$OUT/$name"
     "$BIN/fairseq-train" "$OUT/bin" --user-dir "$PLUGIN" --task language_modeling \
         --arch transformer_lm_layerdrop --decoder-layers "$layers" --decoder-layerdrop "$rate" \
@@ -87,7 +92,7 @@ train() {
         --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 --lr 0.002 \
         --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --num-workers 0 \
         --max-update "$UPDATES" --seed "$SEED" --update-epoch-batch-itr True --cpu --no-epoch-checkpoints \
-        --save-dir "$OUT/$name" --log-format simple --log-interval 25 >> "$OUT/$name/train.log" 2>&1 \
+        --save-dir "$OUT/$name" --log-format simple --log-interval 25 "${extra[@]}" >> "$OUT/$name/train.log" 2>&1 \
         || { say "training $name failed; see $OUT/$name/train.log"; return 1; }
     say "$name trained: $(grep -E '\| valid \|' "$OUT/$name/train.log" | tail -1 | sed 's/.*| valid |//')"
     touch "$OUT/$name/done"
@@ -97,11 +102,29 @@ for spec in "${MODELS[@]}"; do
     IFS=: read -r name layers rate <<< "$spec"
     if [[ -f "$OUT/$name/done" ]]; then say "$name: trained (skipping)"; continue; fi
     say "training $name: $layers layers, LayerDrop $rate, $UPDATES updates (log: $OUT/$name/train.log)"
-    if [[ "${PARALLEL:-0}" == 1 ]]; then train "$name" "$layers" "$rate" & pids+=($!); else train "$name" "$layers" "$rate"; fi
+    if [[ "$PARALLEL" == 1 ]]; then train "$name" "$layers" "$rate" & pids+=($!); else train "$name" "$layers" "$rate"; fi
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
-# 3. depth sweeps (perplexity by fairseq-eval-lm, pruned at load time)
+# 3. search on validation: the best kept layers at every depth (Fan et al.'s "search on valid")
+search() {
+    local name=$1 keep
+    keep="$(seq -s, 1 "$LAYERS")"; [[ -z "$DEPTHS" ]] || keep="$DEPTHS"
+    "$PYTHON" "$HERE/scripts/search_layers.py" "$OUT/$name/checkpoint_best.pt" "$OUT/bin" --stack decoder \
+        --keep "$keep" --budget "$SEARCH_BUDGET" --out "$OUT/search_$name.tmp" > "$OUT/search_$name.log" 2>&1 \
+        || { say "searching $name failed; see $OUT/search_$name.log"; return 1; }
+    rm -rf "$OUT/search_$name" && mv "$OUT/search_$name.tmp" "$OUT/search_$name"
+    say "$name searched: $(($(wc -l < "$OUT/search_$name/search.csv") - 1)) candidates scored on valid"
+}
+pids=()
+for name in "${SEARCHED[@]}"; do
+    if [[ -f "$OUT/search_$name/search.json" ]]; then say "$name: searched (skipping)"; continue; fi
+    say "searching the kept layers of $name on valid (log: $OUT/search_$name.log)"
+    if [[ "$PARALLEL" == 1 ]]; then search "$name" & pids+=($!); else search "$name"; fi
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+
+# 4. depth sweeps (perplexity by fairseq-eval-lm, pruned at load time)
 sweep() {
     local name=$1 strategies=$2 depths=$3
     "$PYTHON" "$HERE/scripts/depth_sweep.py" "$OUT/$name/checkpoint_best.pt" "$EVAL_DATA" --out "$OUT/sweep_$name.tmp" \
@@ -114,16 +137,18 @@ pids=()
 for spec in "${MODELS[@]}"; do
     IFS=: read -r name layers rate <<< "$spec"
     if [[ -f "$OUT/sweep_$name/sweep.csv" ]]; then say "$name: swept (skipping)"; continue; fi
-    strategies="$STRATEGIES"; [[ "$layers" == "$LAYERS" ]] || strategies=every-other
+    strategies="$STRATEGIES"; [[ " ${SEARCHED[*]} " == *" $name "* ]] && strategies+=",search:$OUT/search_$name/search.json"
+    [[ "$name" == gated ]] && strategies=learned,every-other
+    [[ "$layers" == "$LAYERS" ]] || strategies=every-other
     depths=""; [[ -z "$DEPTHS" ]] || depths="--depths $DEPTHS"; [[ "$layers" == "$LAYERS" ]] || depths="--depths $layers"
     say "sweeping $name with $strategies on ${EVAL_SENTENCES:+the first $EVAL_SENTENCES sentences of }$SUBSET (log: $OUT/sweep_$name.log)"
-    if [[ "${PARALLEL:-0}" == 1 ]]; then sweep "$name" "$strategies" "$depths" & pids+=($!); else sweep "$name" "$strategies" "$depths"; fi
+    if [[ "$PARALLEL" == 1 ]]; then sweep "$name" "$strategies" "$depths" & pids+=($!); else sweep "$name" "$strategies" "$depths"; fi
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
-# 4. one table and one plot; the targets of the reproduction checked on the numbers
+# 5. one table and one plot; the targets of the reproduction checked on the numbers
 "$PYTHON" "$HERE/scripts/merge_sweeps.py" --out "$OUT" --metric perplexity \
     --title "Penn Treebank ($SUBSET${EVAL_SENTENCES:+, first $EVAL_SENTENCES sentences}), pruned without finetuning" \
     "LayerDrop p=0.5=$OUT/sweep_layerdrop/sweep.csv" "baseline p=0=$OUT/sweep_baseline/sweep.csv" \
-    "4 layers from scratch=$OUT/sweep_scratch4/sweep.csv" \
+    "4 layers from scratch=$OUT/sweep_scratch4/sweep.csv" "LayerDrop p=0.5, gates=$OUT/sweep_gated/sweep.csv" \
     --check-lm "LayerDrop p=0.5" "baseline p=0" "4 layers from scratch" --full "$LAYERS" --half $((LAYERS / 2))

@@ -87,6 +87,12 @@ def quality_axis(ax, metric):
         ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def strategy_label(strategy, strategies):
+    """The strategy's name without its file (``search:a/search.json`` -> ``search``), unless two share the name."""
+    name = strategy.partition(":")[0]
+    return name if sum(s.partition(":")[0] == name for s in strategies) == 1 else strategy
+
+
 def plot(rows, metric, path, title):
     import logging
 
@@ -164,12 +170,12 @@ def main():
             keep_args = [a for s, k in kept.items() for a in (f"--{s}-layers-to-keep", ",".join(map(str, k)))]
             cache[key] = evaluate(args.checkpoint, args.data, keep_args, args)
         pruned, _ = prune_state_dict(state["model"], cfg, kept)
-        row = {"depth": depth, "strategy": strategy,
+        row = {"depth": depth, "strategy": strategy_label(strategy, strategies),
                "kept": " ".join(f"{s}:{','.join(map(str, k))}" for s, k in kept.items()),
                "parameters": count_parameters(pruned), "quality": round(cache[key], 4),
                "seconds": round(time.time() - tic, 2)}
         rows.append(row)
-        print(f"[{n}/{len(plans)} {time.time() - started:6.1f}s] depth {depth} {strategy:<12} {row['kept']:<30} "
+        print(f"[{n}/{len(plans)} {time.time() - started:6.1f}s] depth {depth} {row['strategy']:<12} {row['kept']:<30} "
               f"{metric} {row['quality']:.2f}", flush=True)
 
     fields = ["depth", "strategy", "kept", "parameters", "quality", "seconds"]

@@ -90,7 +90,8 @@ def plot(models, metric, path, title):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"every-other": "-", "top": "--", "bottom": ":", "symmetric": "-."}
+    styles = {"every-other": "-", "top": "--", "bottom": ":", "symmetric": "-.", "search": (0, (5, 1, 1, 1)),
+              "learned": (0, (1, 1))}
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for n, (label, rows) in enumerate(models.items()):
         color = colors[n % len(colors)]
