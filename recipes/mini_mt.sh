@@ -11,9 +11,9 @@
 # detokenized output of fairseq-generate. Writes one table (results.csv, results.md) and one plot
 # (results.png) per pruned stack, and prints them.
 #
-#   bash recipes/mini_mt.sh                 # about 45 minutes on this project's shared 2-core machine
-#   PARALLEL=1 bash recipes/mini_mt.sh      # train (and sweep) the two models at the same time
-#   UPDATES=1500 DIM=128 bash recipes/mini_mt.sh   # larger: more updates, a wider model
+#   bash recipes/mini_mt.sh                 # about 45 minutes on this project's 2-core machine (docs/results.md)
+#   PARALLEL=0 bash recipes/mini_mt.sh      # one model at a time (each then uses every core)
+#   UPDATES=8000 DIM=128 bash recipes/mini_mt.sh   # larger: more updates, a wider model
 #   SMOKE=1 OUT=/tmp/smoke bash recipes/mini_mt.sh   # the same pipeline on a few hundred pairs
 #
 # Resumable: rerunning skips finished stages; a training run resumes from its checkpoint_last.pt.
@@ -27,8 +27,8 @@ PLUGIN="$HERE/fairseq_layerdrop"
 OUT="${OUT:-$HERE/runs/mini_mt}"
 SUBSET="${SUBSET:-test}"     # the split the tables report; settings were fixed without looking at it
 SEED="${SEED:-1}"
-UPDATES="${UPDATES:-500}"    # the budget of both models (in updates of TOKENS target tokens at most)
-WARMUP="${WARMUP:-50}"
+UPDATES="${UPDATES:-4000}"   # the budget of both models (in updates of TOKENS tokens at most; 157 updates = 1 epoch)
+LR="${LR:-0.001}"; WARMUP="${WARMUP:-300}"  # chosen on valid loss after 640 updates against 0.002 / 50 (docs/results.md)
 DIM="${DIM:-64}"; FFN="${FFN:-$((DIM * 4))}"; TOKENS="${TOKENS:-2048}"
 LAYERS=6
 STRATEGIES="${STRATEGIES:-every-other,top,bottom}"
@@ -36,11 +36,14 @@ DEPTHS="${DEPTHS:-}"         # depths of the sweeps (default: every depth 1..6)
 STACKS="${STACKS:-both encoder decoder}"  # which stacks to prune in the sweeps
 # name : LayerDrop rate of each stack
 MODELS=("layerdrop:0.5" "baseline:0")
+PARALLEL="${PARALLEL:-1}"    # 1: train (and sweep) the models at the same time, one thread each
 VOCAB=6000
 DICTIONARY="${DICTIONARY:-}"  # the de-en file; empty: download the Debian package into $OUT/deb
 if [[ "${SMOKE:-0}" == 1 ]]; then
     UPDATES=6; WARMUP=2; DIM=32; FFN=64; TOKENS=2048; VOCAB=300; DEPTHS=6,3; STRATEGIES=every-other; STACKS=both
 fi
+
+[[ "$PARALLEL" == 1 ]] && export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 say() { echo "[mini_mt $(date -u +%H:%M:%S)] $*"; }
 mkdir -p "$OUT"
@@ -74,7 +77,7 @@ train() {
         --encoder-embed-dim "$DIM" --encoder-ffn-embed-dim "$FFN" --encoder-attention-heads 4 \
         --decoder-embed-dim "$DIM" --decoder-ffn-embed-dim "$FFN" --decoder-attention-heads 4 \
         --share-all-embeddings --dropout 0.2 --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
-        --max-tokens "$TOKENS" --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 --lr 0.002 \
+        --max-tokens "$TOKENS" --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 --lr "$LR" \
         --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --num-workers 0 \
         --max-update "$UPDATES" --seed "$SEED" --update-epoch-batch-itr True --cpu --no-epoch-checkpoints \
         --save-dir "$OUT/$name" --log-format simple --log-interval 25 >> "$OUT/$name/train.log" 2>&1 \
@@ -87,7 +90,7 @@ for spec in "${MODELS[@]}"; do
     IFS=: read -r name rate <<< "$spec"
     if [[ -f "$OUT/$name/done" ]]; then say "$name: trained (skipping)"; continue; fi
     say "training $name: $LAYERS+$LAYERS layers, LayerDrop $rate, $UPDATES updates (log: $OUT/$name/train.log)"
-    if [[ "${PARALLEL:-0}" == 1 ]]; then train "$name" "$rate" & pids+=($!); else train "$name" "$rate"; fi
+    if [[ "$PARALLEL" == 1 ]]; then train "$name" "$rate" & pids+=($!); else train "$name" "$rate"; fi
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
@@ -109,7 +112,7 @@ sweep_model() {
 pids=()
 for spec in "${MODELS[@]}"; do
     IFS=: read -r name rate <<< "$spec"
-    if [[ "${PARALLEL:-0}" == 1 ]]; then sweep_model "$name" & pids+=($!); else sweep_model "$name"; fi
+    if [[ "$PARALLEL" == 1 ]]; then sweep_model "$name" & pids+=($!); else sweep_model "$name"; fi
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 

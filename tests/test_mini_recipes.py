@@ -8,7 +8,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import ROOT
+
+import fairseq_layerdrop  # noqa: F401  (allow-lists plugin checkpoint classes for torch.load)
+from fairseq_layerdrop.modules.layer_gates import GATE_PARAMETER
+from fairseq_layerdrop.pruning import kept_layers
 
 GERMAN = ["Der Hund", "Die Katze", "Mein Vater", "Unsere Lehrerin", "Das Kind", "Ein Nachbar", "Der Arzt", "Sie"]
 ENGLISH = ["The dog", "The cat", "My father", "Our teacher", "The child", "A neighbour", "The doctor", "She"]
@@ -40,15 +45,21 @@ def results(path):
         return {(r["model"], r["strategy"], int(r["depth"])): float(r["quality"]) for r in csv.DictReader(f)}
 
 
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.mark.slow
-def test_mini_lm_smoke_trains_sweeps_merges_and_resumes(tmp_path):
-    """Slow (214 s measured on the loaded shared machine; 10 fairseq commands): run with --run-slow."""
+def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
+    """Slow (108 s measured on an idle machine; 4 trainings, 2 searches, 4 sweeps): run with --run-slow."""
     proc = recipe("mini_lm.sh", tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = results(tmp_path / "results.csv")
-    assert set(got) == {("LayerDrop p=0.5", "every-other", 8), ("LayerDrop p=0.5", "every-other", 4),
-                        ("baseline p=0", "every-other", 8), ("baseline p=0", "every-other", 4),
-                        ("4 layers from scratch", "every-other", 4)}
+    eight = [("LayerDrop p=0.5", s) for s in ("every-other", "search")] + \
+        [("baseline p=0", s) for s in ("every-other", "search")] + \
+        [("LayerDrop p=0.5, gates", s) for s in ("learned", "every-other")]
+    assert set(got) == {(m, s, d) for m, s in eight for d in (8, 4)} | {("4 layers from scratch", "every-other", 4)}
     assert all(1 < ppl < 20000 for ppl in got.values()), got  # PTB's vocabulary is 10k words
     md = (tmp_path / "results.md").read_text()
     ratio = got[("LayerDrop p=0.5", "every-other", 4)] / got[("LayerDrop p=0.5", "every-other", 8)]
@@ -56,10 +67,24 @@ def test_mini_lm_smoke_trains_sweeps_merges_and_resumes(tmp_path):
     assert (tmp_path / "results.png").stat().st_size > 10000
     assert "dec_layers_ran" in (tmp_path / "layerdrop" / "train.log").read_text()
 
+    # the search column keeps the candidate with the best validation perplexity, scored exhaustively
+    for name in ("layerdrop", "baseline"):
+        candidates = [r for r in rows(tmp_path / f"search_{name}" / "search.csv") if int(r["keep"]) == 4]
+        assert len(candidates) == 70  # C(8, 4)
+        best = min(candidates, key=lambda r: float(r["perplexity"]))
+        swept = {r["strategy"]: r["kept"] for r in rows(tmp_path / f"sweep_{name}" / "sweep.csv") if r["depth"] == "4"}
+        assert swept["search"] == "decoder:" + best["kept"], (swept, best)
+    # the learned column keeps the gated model's 4 layers with the highest learned keep probability
+    gated = torch.load(tmp_path / "gated" / "checkpoint_best.pt", map_location="cpu", weights_only=True)["model"]
+    logits = [gated[f"decoder.layers.{i}.{GATE_PARAMETER}"].item() for i in range(8)]
+    swept = {r["strategy"]: r["kept"] for r in rows(tmp_path / "sweep_gated" / "sweep.csv") if r["depth"] == "4"}
+    assert swept["learned"] == "decoder:" + ",".join(map(str, kept_layers("learned", 8, 4, state_dict=gated))), logits
+
     log_size = (tmp_path / "baseline" / "train.log").stat().st_size
     again = recipe("mini_lm.sh", tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("trained (skipping)") == 3 and again.stdout.count("swept (skipping)") == 3
+    assert again.stdout.count("trained (skipping)") == 4 and again.stdout.count("swept (skipping)") == 4
+    assert again.stdout.count("searched (skipping)") == 2
     assert (tmp_path / "baseline" / "train.log").stat().st_size == log_size
 
 
