@@ -16,7 +16,8 @@
 #   UPDATES=8000 DIM=128 bash recipes/mini_mt.sh   # larger: more updates, a wider model
 #   SMOKE=1 OUT=/tmp/smoke bash recipes/mini_mt.sh   # the same pipeline on a few hundred pairs
 #
-# Resumable: rerunning skips finished stages; a training run resumes from its checkpoint_last.pt.
+# Resumable: rerunning skips finished stages; a training run resumes from its checkpoint_last.pt, and a
+# rerun with a larger UPDATES continues the trained models (exactly: --update-epoch-batch-itr True) and redoes their sweeps.
 # The corpus is fetched by name from the Debian archive (apt-get download + dpkg -x: nothing is installed).
 set -euo pipefail
 
@@ -40,7 +41,7 @@ PARALLEL="${PARALLEL:-1}"    # 1: train (and sweep) the models at the same time,
 VOCAB=6000
 DICTIONARY="${DICTIONARY:-}"  # the de-en file; empty: download the Debian package into $OUT/deb
 if [[ "${SMOKE:-0}" == 1 ]]; then
-    UPDATES=6; WARMUP=2; DIM=32; FFN=64; TOKENS=2048; VOCAB=300; DEPTHS=6,3; STRATEGIES=every-other; STACKS=both
+    UPDATES="${SMOKE_UPDATES:-6}"; WARMUP=2; DIM=32; FFN=64; TOKENS=2048; VOCAB=300; DEPTHS=6,3; STRATEGIES=every-other; STACKS=both
 fi
 
 [[ "$PARALLEL" == 1 ]] && export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
@@ -71,6 +72,7 @@ fi
 train() {
     local name=$1 rate=$2
     mkdir -p "$OUT/$name"
+    rm -rf "$OUT/sweep_${name}_"*  # sweeps of an earlier checkpoint (a larger UPDATES continues training)
     "$BIN/fairseq-train" "$OUT/bin" --user-dir "$PLUGIN" --task translation --source-lang de --target-lang en \
         --arch transformer_layerdrop --encoder-layers "$LAYERS" --decoder-layers "$LAYERS" \
         --encoder-layerdrop "$rate" --decoder-layerdrop "$rate" \
@@ -83,12 +85,15 @@ train() {
         --save-dir "$OUT/$name" --log-format simple --log-interval 25 >> "$OUT/$name/train.log" 2>&1 \
         || { say "training $name failed; see $OUT/$name/train.log"; return 1; }
     say "$name trained: $(grep -E '\| valid \|' "$OUT/$name/train.log" | tail -1 | sed 's/.*| valid |//')"
-    touch "$OUT/$name/done"
+    echo "$UPDATES" > "$OUT/$name/done"
 }
+trained_to() { [[ -f "$OUT/$1/done" ]] && echo "$(<"$OUT/$1/done")"; }  # the UPDATES a model was trained to
 pids=()
 for spec in "${MODELS[@]}"; do
     IFS=: read -r name rate <<< "$spec"
-    if [[ -f "$OUT/$name/done" ]]; then say "$name: trained (skipping)"; continue; fi
+    if [[ -n "$(trained_to "$name")" ]] && (( $(trained_to "$name") >= UPDATES )); then
+        say "$name: trained (skipping): $(trained_to "$name") updates"; continue
+    fi
     say "training $name: $LAYERS+$LAYERS layers, LayerDrop $rate, $UPDATES updates (log: $OUT/$name/train.log)"
     if [[ "$PARALLEL" == 1 ]]; then train "$name" "$rate" & pids+=($!); else train "$name" "$rate"; fi
 done

@@ -90,7 +90,7 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_mini_mt_smoke_trains_sweeps_and_scores_bleu(tmp_path):
-    """Slow (105 s measured here): run with --run-slow."""
+    """Slow (105 s measured here, plus a continuation): run with --run-slow."""
     dictionary = ding_sample(tmp_path / "de-en")
     proc = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -100,3 +100,14 @@ def test_mini_mt_smoke_trains_sweeps_and_scores_bleu(tmp_path):
     assert all(0 <= bleu <= 100 for bleu in got.values())
     assert "LayerDrop pruned 6->3: share of its full BLEU" in (tmp_path / "out" / "results_both" / "results.md").read_text()
     assert (tmp_path / "out" / "results_both" / "results.png").stat().st_size > 10000
+
+    # a larger budget continues both trainings from their checkpoints and redoes the sweeps
+    more = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary), SMOKE_UPDATES="9")
+    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
+    assert "trained (skipping)" not in more.stdout and "swept (skipping)" not in more.stdout
+    for name in ("layerdrop", "baseline"):
+        log = (tmp_path / "out" / name / "train.log").read_text()
+        assert "num_updates 6 " in log and "num_updates 9 " in log and log.count("Loaded checkpoint") == 1, name
+        assert (tmp_path / "out" / name / "done").read_text().strip() == "9"
+    again = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary), SMOKE_UPDATES="9")
+    assert again.stdout.count("trained (skipping): 9 updates") == 2 and again.stdout.count("swept (skipping)") == 2
