@@ -80,10 +80,10 @@ def quality_axis(ax, metric):
     """Label the y axis; perplexity on a log scale with plain tick labels."""
     ax.set_ylabel(metric + (" (log scale, lower is better)" if metric == "perplexity" else " (higher is better)"))
     if metric == "perplexity":
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
+        from matplotlib.ticker import FuncFormatter, NullFormatter
 
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
 
 

@@ -84,31 +84,40 @@ def mt_targets(models, layerdrop, baseline, full, half):
 
 
 def plot(models, metric, path, title):
+    """Quality against kept depth, a line per (model, strategy). When perplexities span more than 10x (a collapsed
+    baseline), a second panel zooms on the range within 2x of the best point, where the curves that did not
+    collapse are told apart."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    values = [r["quality"] for rows in models.values() for r in rows]
+    zoom = metric == "perplexity" and max(values) > 10 * min(values)
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(13 if zoom else 7, 4.8), squeeze=False)
     styles = {"every-other": "-", "top": "--", "bottom": ":", "symmetric": "-.", "search": (0, (5, 1, 1, 1)),
               "learned": (0, (1, 1))}
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for n, (label, rows) in enumerate(models.items()):
-        color = colors[n % len(colors)]
-        depths = {r["depth"] for r in rows}
-        if len(depths) == 1:
-            ax.plot([rows[0]["depth"]], [rows[0]["quality"]], marker="*", markersize=14, linestyle="none",
-                    color=color, label=label)
-            continue
-        for strategy in dict.fromkeys(r["strategy"] for r in rows):
-            points = sorted((r["depth"], r["quality"]) for r in rows if r["strategy"] == strategy)
-            ax.plot([d for d, _ in points], [q for _, q in points], marker="o", markersize=4, color=color,
-                    linestyle=styles.get(strategy, "-"), label=f"{label}, {strategy}")
-    ax.set_xlabel("kept layers (pruned at test time, no finetuning)")
-    quality_axis(ax, metric)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax in axes[0]:
+        for n, (label, rows) in enumerate(models.items()):
+            color = colors[n % len(colors)]
+            if len({r["depth"] for r in rows}) == 1:
+                ax.plot([rows[0]["depth"]], [rows[0]["quality"]], marker="*", markersize=14, linestyle="none",
+                        color=color, label=label)
+                continue
+            for strategy in dict.fromkeys(r["strategy"] for r in rows):
+                points = sorted((r["depth"], r["quality"]) for r in rows if r["strategy"] == strategy)
+                ax.plot([d for d, _ in points], [q for _, q in points], marker="o", markersize=4, color=color,
+                        linestyle=styles.get(strategy, "-"), label=f"{label}, {strategy}")
+        ax.set_xlabel("kept layers (pruned at test time, no finetuning)")
+        ax.grid(True, alpha=0.3)
+    quality_axis(axes[0][0], metric)
+    axes[0][0].set_title(title, fontsize=10)
+    if zoom:
+        axes[0][1].set_ylim(0.95 * min(values), 2 * min(values))
+        axes[0][1].set_ylabel(f"{metric} (linear, lower is better)")
+        axes[0][1].set_title("the same, within 2x of the best point", fontsize=10)
+    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,12 +1,14 @@
 """The state-dict pruning function and the layer-selection strategies."""
 
 import argparse
+import io
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from fairseq_layerdrop.pruning import STRATEGIES, PruningError, kept_layers, prune_state_dict
+from fairseq_layerdrop.pruning.state_dict import count_parameters
 from fairseq_layerdrop.pruning.strategies import NEEDS
 
 
@@ -123,3 +125,18 @@ def test_pruning_requests_read_every_option_and_refuse_conflicts():
         pruning_requests(options(encoder_prune_to=2, prune_to=3), plain, stacks)
     with pytest.raises(PruningError, match="--encoder-prune-to: this model has no encoder"):
         pruning_requests(options(encoder_prune_to=2), {"decoder_layers": 4}, ("decoder",))
+
+
+def test_count_parameters_counts_a_tied_tensor_once_and_survives_a_save():
+    """Tied embeddings are saved under two names; fairseq counts them once, and so must the sweep's column."""
+    embed = torch.randn(10, 4)
+    state = {"decoder.embed_tokens.weight": embed, "decoder.output_projection.weight": embed,
+             "decoder.layers.0.fc1.weight": torch.randn(3, 4), "decoder.layers.0.fc1.bias": torch.randn(3),
+             "decoder.version": torch.tensor([3.0]), "steps": torch.tensor([7])}
+    assert count_parameters(state) == 40 + 12 + 3 + 1  # the integer buffer is not a parameter
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    assert count_parameters(torch.load(buffer, weights_only=True)) == 56
+    state["decoder.output_projection.weight"] = embed.clone()  # untied: two tensors
+    assert count_parameters(state) == 96

@@ -104,8 +104,17 @@ def prune_state_dict(
 
 def count_parameters(state_dict) -> int:
     """Floating-point elements of a state dict: the parameters plus the few float buffers fairseq
-    keeps (version stamps), so within a handful of fairseq's own "num. model params"."""
-    return sum(t.numel() for t in state_dict.values() if hasattr(t, "is_floating_point") and t.is_floating_point())
+    keeps (version stamps), so within a handful of fairseq's own "num. model params". A tensor saved
+    under two names (tied embeddings: ``embed_tokens.weight`` and ``output_projection.weight``) counts once."""
+    seen, total = set(), 0
+    for tensor in state_dict.values():
+        if not (hasattr(tensor, "is_floating_point") and tensor.is_floating_point()):
+            continue
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
+        if key not in seen:
+            seen.add(key)
+            total += tensor.numel()
+    return total
 
 
 def pruned_config(cfg, depths: Dict[str, int]):
