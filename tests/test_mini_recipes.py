@@ -52,7 +52,7 @@ def rows(path):
 
 @pytest.mark.slow
 def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
-    """Slow (108 s measured on an idle machine; 4 trainings, 2 searches, 4 sweeps): run with --run-slow."""
+    """Slow (the recipe alone took 108 s here beside another training; 4 trainings, 2 searches, 4 sweeps)."""
     proc = recipe("mini_lm.sh", tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = results(tmp_path / "results.csv")
@@ -90,7 +90,7 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_mini_mt_smoke_trains_sweeps_and_scores_bleu(tmp_path):
-    """Slow (105 s measured here, plus a continuation): run with --run-slow."""
+    """Slow (157 s here, with the continuation, beside the 4 trainings of mini_lm): run with --run-slow."""
     dictionary = ding_sample(tmp_path / "de-en")
     proc = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
