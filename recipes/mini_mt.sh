@@ -32,6 +32,9 @@ UPDATES="${UPDATES:-4000}"   # the budget of both models (in updates of TOKENS t
 LR="${LR:-0.001}"; WARMUP="${WARMUP:-300}"  # chosen on valid loss after 640 updates against 0.002 / 50 (docs/results.md)
 DIM="${DIM:-64}"; FFN="${FFN:-$((DIM * 4))}"; TOKENS="${TOKENS:-2048}"
 LAYERS=6
+# Post-layer-norm (fairseq's default and the paper's translation models); NORM="--encoder-normalize-before
+# --decoder-normalize-before" trains pre-norm models, which learned faster in a 640-update pilot (docs/results.md).
+NORM="${NORM-}"
 STRATEGIES="${STRATEGIES:-every-other,top,bottom}"
 DEPTHS="${DEPTHS:-}"         # depths of the sweeps (default: every depth 1..6)
 STACKS="${STACKS:-both encoder decoder}"  # which stacks to prune in the sweeps
@@ -78,7 +81,7 @@ train() {
         --encoder-layerdrop "$rate" --decoder-layerdrop "$rate" \
         --encoder-embed-dim "$DIM" --encoder-ffn-embed-dim "$FFN" --encoder-attention-heads 4 \
         --decoder-embed-dim "$DIM" --decoder-ffn-embed-dim "$FFN" --decoder-attention-heads 4 \
-        --share-all-embeddings --dropout 0.2 --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
+        --share-all-embeddings $NORM --dropout 0.2 --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
         --max-tokens "$TOKENS" --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 --lr "$LR" \
         --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --num-workers 0 \
         --max-update "$UPDATES" --seed "$SEED" --update-epoch-batch-itr True --cpu --no-epoch-checkpoints \
