@@ -52,7 +52,7 @@ def rows(path):
 
 @pytest.mark.slow
 def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
-    """Slow (the recipe alone took 108 s here beside another training; 4 trainings, 2 searches, 4 sweeps)."""
+    """Slow (72 s here, idle; 4 trainings, 2 searches, 4 sweeps, then a rerun): run with --run-slow."""
     proc = recipe("mini_lm.sh", tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = results(tmp_path / "results.csv")
