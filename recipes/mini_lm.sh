@@ -14,7 +14,7 @@
 # depth, and merges everything into one table (results.csv, results.md) and one plot (results.png:
 # perplexity against kept depth), with the reproduction's targets checked on the numbers.
 #
-#   bash recipes/mini_lm.sh                 # about 45 minutes on this project's 2-core machine (docs/results.md)
+#   bash recipes/mini_lm.sh                 # about 60 minutes on this project's 2-core machine (docs/results.md)
 #   PARALLEL=0 bash recipes/mini_lm.sh      # one model at a time (each then uses every core)
 #   UPDATES=8000 DIM=256 bash recipes/mini_lm.sh     # larger: more updates, a wider model
 #   SMOKE=1 OUT=/tmp/smoke bash recipes/mini_lm.sh   # the same pipeline on 300 sentences, tiny models
@@ -54,6 +54,8 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
     UPDATES="${SMOKE_UPDATES:-6}"; WARMUP=2; DIM=32; FFN=64; EMBED=32; BLOCK=32; TOKENS=512; DEPTHS=8,4; STRATEGIES=every-other; EVAL_SENTENCES=
 fi
 [[ "$PARALLEL" == 1 ]] && export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+
+[[ "$UPDATES" =~ ^[1-9][0-9]*$ ]] || { echo "UPDATES must be a positive number of updates, got '$UPDATES'" >&2; exit 2; }
 
 say() { echo "[mini_lm $(date -u +%H:%M:%S)] $*"; }
 mkdir -p "$OUT"
@@ -104,13 +106,12 @@ train() {
     say "$name trained: $(grep -E '\| valid \|' "$OUT/$name/train.log" | tail -1 | sed 's/.*| valid |//')"
     echo "$UPDATES" > "$OUT/$name/done"
 }
-trained_to() { [[ -f "$OUT/$1/done" ]] && echo "$(<"$OUT/$1/done")"; }  # the UPDATES a model was trained to
+trained_to() { local n=""; [[ -f "$OUT/$1/done" ]] && n="$(<"$OUT/$1/done")"; echo "${n:-0}"; }  # its UPDATES (0: none)
 pids=()
 for spec in "${MODELS[@]}"; do
     IFS=: read -r name layers rate <<< "$spec"
-    if [[ -n "$(trained_to "$name")" ]] && (( $(trained_to "$name") >= UPDATES )); then
-        say "$name: trained (skipping): $(trained_to "$name") updates"; continue
-    fi
+    trained="$(trained_to "$name")"
+    if (( trained >= UPDATES )); then say "$name: trained (skipping): $trained updates"; continue; fi
     say "training $name: $layers layers, LayerDrop $rate, $UPDATES updates (log: $OUT/$name/train.log)"
     if [[ "$PARALLEL" == 1 ]]; then train "$name" "$layers" "$rate" & pids+=($!); else train "$name" "$layers" "$rate"; fi
 done

@@ -11,7 +11,7 @@
 # detokenized output of fairseq-generate. Writes one table (results.csv, results.md) and one plot
 # (results.png) per pruned stack, and prints them.
 #
-#   bash recipes/mini_mt.sh                 # about 45 minutes on this project's 2-core machine (docs/results.md)
+#   bash recipes/mini_mt.sh                 # about 40 minutes on this project's 2-core machine (docs/results.md)
 #   PARALLEL=0 bash recipes/mini_mt.sh      # one model at a time (each then uses every core)
 #   UPDATES=8000 DIM=128 bash recipes/mini_mt.sh   # larger: more updates, a wider model
 #   SMOKE=1 OUT=/tmp/smoke bash recipes/mini_mt.sh   # the same pipeline on a few hundred pairs
@@ -48,6 +48,8 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 fi
 
 [[ "$PARALLEL" == 1 ]] && export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+
+[[ "$UPDATES" =~ ^[1-9][0-9]*$ ]] || { echo "UPDATES must be a positive number of updates, got '$UPDATES'" >&2; exit 2; }
 
 say() { echo "[mini_mt $(date -u +%H:%M:%S)] $*"; }
 mkdir -p "$OUT"
@@ -90,13 +92,12 @@ train() {
     say "$name trained: $(grep -E '\| valid \|' "$OUT/$name/train.log" | tail -1 | sed 's/.*| valid |//')"
     echo "$UPDATES" > "$OUT/$name/done"
 }
-trained_to() { [[ -f "$OUT/$1/done" ]] && echo "$(<"$OUT/$1/done")"; }  # the UPDATES a model was trained to
+trained_to() { local n=""; [[ -f "$OUT/$1/done" ]] && n="$(<"$OUT/$1/done")"; echo "${n:-0}"; }  # its UPDATES (0: none)
 pids=()
 for spec in "${MODELS[@]}"; do
     IFS=: read -r name rate <<< "$spec"
-    if [[ -n "$(trained_to "$name")" ]] && (( $(trained_to "$name") >= UPDATES )); then
-        say "$name: trained (skipping): $(trained_to "$name") updates"; continue
-    fi
+    trained="$(trained_to "$name")"
+    if (( trained >= UPDATES )); then say "$name: trained (skipping): $trained updates"; continue; fi
     say "training $name: $LAYERS+$LAYERS layers, LayerDrop $rate, $UPDATES updates (log: $OUT/$name/train.log)"
     if [[ "$PARALLEL" == 1 ]]; then train "$name" "$rate" & pids+=($!); else train "$name" "$rate"; fi
 done

@@ -40,14 +40,13 @@ def recipe(name, out, **env):
                           env={**os.environ, "SMOKE": "1", "OUT": str(out), "PYTHON": sys.executable, **env})
 
 
-def results(path):
-    with open(path) as f:
-        return {(r["model"], r["strategy"], int(r["depth"])): float(r["quality"]) for r in csv.DictReader(f)}
-
-
 def rows(path):
     with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def results(path):
+    return {(r["model"], r["strategy"], int(r["depth"])): float(r["quality"]) for r in rows(path)}
 
 
 @pytest.mark.slow
@@ -111,3 +110,11 @@ def test_mini_mt_smoke_trains_sweeps_and_scores_bleu(tmp_path):
         assert (tmp_path / "out" / name / "done").read_text().strip() == "9"
     again = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary), SMOKE_UPDATES="9")
     assert again.stdout.count("trained (skipping): 9 updates") == 2 and again.stdout.count("swept (skipping)") == 2
+
+
+@pytest.mark.parametrize("name", ["mini_lm.sh", "mini_mt.sh"])
+def test_a_budget_that_is_not_a_positive_number_is_refused_before_any_work(tmp_path, name):
+    proc = subprocess.run(["bash", os.path.join(ROOT, "recipes", name)], capture_output=True, text=True,
+                          env={**os.environ, "UPDATES": "3k", "OUT": str(tmp_path / "out"), "PYTHON": sys.executable})
+    assert proc.returncode == 2 and "UPDATES must be a positive number of updates, got '3k'" in proc.stderr
+    assert not (tmp_path / "out").exists()
