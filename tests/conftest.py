@@ -1,20 +1,16 @@
 """Shared fixtures: tiny generated corpora binarized by fairseq-preprocess, and a runner for
 fairseq's own command-line tools with the plugin passed as --user-dir."""
 
-import json
 import os
-import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN = os.path.join(ROOT, "fairseq_layerdrop")
-BIN = os.path.dirname(sys.executable)
+from tests.helpers import PLUGIN, ROOT, TRAIN_COMMON, fairseq  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import toy_data  # noqa: E402
-from fairseq_in_process import build_model  # noqa: E402,F401
+
 
 
 def pytest_addoption(parser):
@@ -32,45 +28,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-def fairseq(command, *args, check=True, cwd=None):
-    """Run one of fairseq's console commands (fairseq-train, ...) and return the completed process."""
-    proc = subprocess.run(
-        [os.path.join(BIN, command), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{command} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def json_logs(output, tag):
-    """The JSON payloads of fairseq log lines with the given tag ("train_inner", "train", "valid")."""
-    records = []
-    for line in output.splitlines():
-        marker = f"| {tag} | "
-        if marker in line:
-            payload = line.split(marker, 1)[1]
-            if payload.startswith("{"):
-                records.append({k: _number(v) for k, v in json.loads(payload).items()})
-    return records
-
-
-def _number(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return value
-
-
-TRAIN_COMMON = [
-    "--cpu", "--optimizer", "adam", "--lr", "0.005", "--max-tokens", "2000", "--seed", "3",
-    "--log-format", "json", "--log-interval", "1", "--no-progress-bar", "--no-epoch-checkpoints",
-]
 
 
 @pytest.fixture(scope="session")

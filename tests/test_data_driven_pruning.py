@@ -8,7 +8,8 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, build_model
+from tests.helpers import ROOT, build_model
+
 
 import fairseq_layerdrop  # noqa: F401  (allow-lists the classes plugin checkpoints hold, for torch.load here)
 from fairseq_layerdrop.modules.layer_gates import GATE_PARAMETER

@@ -11,7 +11,7 @@ import socket
 import subprocess
 
 import pytest
-from conftest import BIN, PLUGIN, json_logs
+from tests.helpers import BIN, PLUGIN, json_logs
 
 
 def free_port():

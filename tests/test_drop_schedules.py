@@ -3,8 +3,10 @@
 import logging
 
 import pytest
+
+from tests.helpers import build_model
 import torch
-from conftest import build_model
+
 
 from fairseq_layerdrop.modules.drop_schedule import layer_drop_rates, rate_for_target_depth
 

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, build_model
+from tests.helpers import ROOT, build_model
+
 
 from fairseq_layerdrop.modules import check_layerdrop_rate, layer_keep_mask
 

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 import torch
-from conftest import BIN, PLUGIN, ROOT, TRAIN_COMMON, build_model, fairseq, json_logs
+from tests.helpers import BIN, PLUGIN, ROOT, TRAIN_COMMON, build_model, fairseq, json_logs
+
 from fairseq_in_process import load_models
 
 import fairseq_layerdrop  # noqa: F401  (allow-lists the classes plugin checkpoints hold, for torch.load here)

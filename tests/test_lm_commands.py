@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import PLUGIN, TRAIN_COMMON, fairseq, json_logs
+from tests.helpers import PLUGIN, TRAIN_COMMON, fairseq, json_logs
 
 LM = ["--task", "language_modeling", "--tokens-per-sample", "64"]
 DIMS = [

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 SCRIPT = os.path.join(ROOT, "scripts", "merge_sweeps.py")
 

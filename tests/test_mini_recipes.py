@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from tests.helpers import ROOT
 
 import fairseq_layerdrop  # noqa: F401  (allow-lists plugin checkpoint classes for torch.load)
 from fairseq_layerdrop.modules.layer_gates import GATE_PARAMETER

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import BIN, PLUGIN, ROOT, TRAIN_COMMON, fairseq, json_logs
+from tests.helpers import BIN, PLUGIN, ROOT, TRAIN_COMMON, fairseq, json_logs
 from fairseq_in_process import load_models
 from torch import nn
 

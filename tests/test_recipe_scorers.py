@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from tests.helpers import ROOT
 
 import average_checkpoints
 import cnn_dm_stories

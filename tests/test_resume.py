@@ -12,7 +12,7 @@ import json
 
 import pytest
 import torch
-from conftest import PLUGIN, TRAIN_COMMON, fairseq, json_logs
+from tests.helpers import PLUGIN, TRAIN_COMMON, fairseq, json_logs
 
 ARGS = [
     *TRAIN_COMMON, "--user-dir", PLUGIN, "--task", "language_modeling", "--tokens-per-sample", "64",

@@ -3,8 +3,10 @@
 import copy
 
 import pytest
+
+from tests.helpers import build_model
 import torch
-from conftest import build_model
+
 
 from fairseq_layerdrop.modules.drop_structure import STRUCTURES, LayerPlan, plan_step
 from fairseq_layerdrop.modules.structured_layer import attend, decoder_layer_forward, encoder_layer_forward

@@ -4,7 +4,7 @@ import re
 
 import pytest
 import torch
-from conftest import PLUGIN, TRAIN_COMMON, fairseq, json_logs
+from tests.helpers import PLUGIN, TRAIN_COMMON, fairseq, json_logs
 
 TINY = [
     "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "4",

@@ -2,7 +2,7 @@
 
 import os
 
-from conftest import PLUGIN, fairseq
+from tests.helpers import PLUGIN, fairseq
 
 
 def test_plugin_translation_checkpoint_without_user_dir_names_the_remedy(translation_data, mt_checkpoint):
