@@ -16,6 +16,12 @@
    class is the mark; config models (the LM) store only plain values before the model's state
    dict, so that dict carries a ``LoadWithUserDirMark`` attribute (fairseq keeps a state dict's
    attributes when it moves it to the CPU for saving, as it must for torch's ``_metadata``).
+
+3. c10d DDP on CPU, and unused parameters under LayerDrop (see below).
+
+4. ``checkpoint_utils.load_model_ensemble_and_task`` is wrapped so that a pruning option passed
+   as an override (the hub's ``from_pretrained(..., prune_to=3)``, ``--model-overrides``) that no
+   model read is refused instead of loading the full model silently (see below).
 """
 
 import argparse
@@ -89,3 +95,57 @@ def use_layerdrop_ddp():
 
 
 use_layerdrop_ddp()
+
+
+# 4. Pruning options passed to a loader that no model reads ----------------------------------------
+# fairseq's loaders (the hub's ``from_pretrained(..., prune_to=3)`` keyword arguments, and
+# ``--model-overrides`` of fairseq-generate / -eval-lm) write each override into the checkpoint's
+# config wherever a field of that name exists. A model and task of fairseq's own have no
+# ``prune_to`` (nor ``layers_to_keep``, ``*_prune_to``), so the full model would load without a
+# word. ``checkpoint_utils.load_model_ensemble_and_task`` is looked up in its module at call
+# time by ``hub_utils.from_pretrained`` and ``load_model_ensemble``; we wrap it to refuse that.
+
+PLUGIN_PRUNING_OVERRIDES = ("layers_to_keep", "prune_to", "encoder_prune_to", "decoder_prune_to")
+
+
+def check_pruning_overrides_read(arg_overrides, models, cfg):
+    """Refuse a load where a pruning option was passed as an override but no model was pruned by it."""
+    asked = {k: v for k, v in (arg_overrides or {}).items() if k in PLUGIN_PRUNING_OVERRIDES and v is not None}
+    if not asked or all(getattr(model, "pruning_requested", None) for model in models):
+        return
+    from .pruning.state_dict import PruningError
+
+    task = getattr(getattr(cfg, "task", None), "_name", None) or "?"
+    model_cfg = getattr(cfg, "model", None)
+    arch = getattr(model_cfg, "arch", None) or getattr(model_cfg, "_name", None) or "?"
+    plugin_task = "language_modeling_layerdrop" if "language_model" in task else "translation_layerdrop"
+    given = ", ".join(f"{k}={v!r}" for k, v in asked.items())
+    example = dict(_name=plugin_task, **asked)
+    raise PruningError(
+        f"{given} was passed to the loader but no model read it: this checkpoint's task ({task}) and "
+        f"architecture ({arch}) do not take the plugin's pruning options, so the full model would load. "
+        f"Name the plugin's task with the option inside it (hub: task={example!r}; fairseq-generate / "
+        f"-eval-lm: --user-dir ... --task {plugin_task} --{next(iter(asked)).replace('_', '-')} ...), or export a "
+        f"pruned copy with `fairseq-layerdrop prune CHECKPOINT OUT.pt` and load that"
+    )
+
+
+def refuse_unread_pruning_overrides():
+    """Make fairseq's ``load_model_ensemble_and_task`` check that pruning overrides were read."""
+    from fairseq import checkpoint_utils
+
+    load = checkpoint_utils.load_model_ensemble_and_task
+    if getattr(load, "checks_pruning_overrides", False):
+        return
+
+    def load_model_ensemble_and_task(filenames, arg_overrides=None, *args, **kwargs):
+        ensemble, cfg, task = load(filenames, arg_overrides, *args, **kwargs)
+        check_pruning_overrides_read(arg_overrides, ensemble, cfg)
+        return ensemble, cfg, task
+
+    load_model_ensemble_and_task.checks_pruning_overrides = True
+    load_model_ensemble_and_task.__wrapped__ = load
+    checkpoint_utils.load_model_ensemble_and_task = load_model_ensemble_and_task
+
+
+refuse_unread_pruning_overrides()

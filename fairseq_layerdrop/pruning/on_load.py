@@ -51,8 +51,12 @@ def build_pruned_model(build, model_cfg, options, stacks, clear_options=True):
 
 
 def install_prune_on_load(model, requests, full_depth, cfg):
-    """Make ``model.load_state_dict`` renumber a full-depth state dict to the requested layers first."""
+    """Make ``model.load_state_dict`` renumber a full-depth state dict to the requested layers first.
+
+    ``model.pruning_requested`` then names the options that were read (``compat`` checks that a
+    pruning option passed to a loader reached a model)."""
     upgrade = model.upgrade_state_dict  # fairseq calls this first thing in load_state_dict
+    model.pruning_requested = {stack: request.source for stack, request in requests.items()}
 
     def prune_then_upgrade(state_dict):
         kept = {}

@@ -73,18 +73,27 @@ def pruning_requests(options, model_cfg, stacks) -> Dict[str, Request]:
             explicit = model_level
         if explicit is not None:
             put(stack, Request(stack, layers=explicit, source=f"--{stack}-layers-to-keep"))
-        depth = config_get(options, f"{stack}_prune_to")
+        depth = _as_depth(config_get(options, f"{stack}_prune_to"))
         if depth is not None:
             put(stack, Request(stack, depth=depth, strategy=strategy, source=f"--{stack}-prune-to"))
     for stack in stacks:
         if config_get(options, "layers_to_keep") is not None:
             put(stack, Request(stack, layers=config_get(options, "layers_to_keep"), source="--layers-to-keep"))
         if config_get(options, "prune_to") is not None:
-            put(stack, Request(stack, depth=config_get(options, "prune_to"), strategy=strategy, source="--prune-to"))
+            put(stack, Request(stack, depth=_as_depth(config_get(options, "prune_to")), strategy=strategy,
+                               source="--prune-to"))
     for stack in requests:
         if stack not in stacks:
             raise PruningError(f"{requests[stack].source}: this model has no {stack}")
     return requests
+
+
+def _as_depth(value):
+    """A depth given as text (``prune_to="3"``: fairseq's overrides and the hub's keyword arguments
+    pass values as they are given) becomes an int; anything else is left for the depth check to refuse."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
 
 
 def clear_pruning_options(cfg) -> None:
