@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 import torch
-from tests.helpers import BIN, PLUGIN, TRAIN_COMMON, build_model, fairseq, json_logs
+from fairseq_layerdrop.cli.in_process import build_model
+from tests.helpers import BIN, PLUGIN, TRAIN_COMMON, fairseq, json_logs
 
 LM = ["--user-dir", PLUGIN, "--task", "language_modeling", "--tokens-per-sample", "32", "--max-tokens", "256",
       "--disable-validation", "--no-save"]
@@ -75,8 +76,9 @@ def test_a_bad_weight_stops_training_at_start_naming_the_flag(lm_data, flag, val
     (FAIRSEQ_TINY + ["--lr-drop-hidden-weight", "1"], "--lr-drop-hidden-weight compare the two passes layer by layer"),
     (TINY + ["--decoder-layerdrop", "0.5", "--layer-gates"], "--layer-gates"),
 ], ids=["fairseq-arch-layer-term", "gates"])
-def test_what_lr_drop_cannot_do_is_refused_before_the_first_update(lm_data, args, message):
-    proc = train(lm_data, *args, "--criterion", "lr_drop_cross_entropy", "--max-update", "2", check=False)
+def test_what_lr_drop_cannot_do_is_refused_before_the_first_update(lm_data, tmp_path, args, message):
+    proc = train(lm_data, *args, "--criterion", "lr_drop_cross_entropy", "--max-update", "2",
+                 "--save-dir", tmp_path, check=False)  # fairseq writes crash.pt there
     assert proc.returncode != 0 and message in proc.stderr
     assert "num_updates" not in proc.stdout + proc.stderr
 
