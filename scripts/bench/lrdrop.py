@@ -8,8 +8,8 @@ forward + backward + Adam step on the same batches. Configurations (criterion, L
 
 interleaved over ``--rounds`` so that machine drift hits all alike; every configuration sees the same
 update numbers, so at p = 0.5 plain training and LR-Drop's first pass drop the same layers. Peak memory:
-each configuration runs again in a fresh process, which reports its peak resident memory growth over
-its steps (CPU) or ``torch.cuda.max_memory_allocated`` (GPU).
+the tensors autograd saves for backward in one step (activation memory, counted by distinct storage), the
+mean over the timed update numbers; ``--memory-only`` skips the timing.
 
     python -m scripts.bench.lrdrop                      # CPU
     python -m scripts.bench.lrdrop --steps 4 --rounds 1  # a quick look
@@ -17,12 +17,7 @@ its steps (CPU) or ``torch.cuda.max_memory_allocated`` (GPU).
 """
 
 import argparse
-import json
-import os
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -82,31 +77,24 @@ class Setup:
         return (time.perf_counter() - start) / len(self.batches)
 
 
-def peak_memory(data, index, args):
-    """Peak memory of configuration ``index`` over its steps, in a fresh process (MiB)."""
-    cmd = [sys.executable, "-m", "scripts.bench.lrdrop", "--memory-of", str(index), "--data", data,
-           "--steps", str(args.steps), "--device", args.device, "--max-tokens", str(args.max_tokens),
-           "--tokens-per-sample", str(args.tokens_per_sample)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"}).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_mib"]
+def saved_activation_mib(setup, update):
+    """MiB of the tensors autograd saves for backward in one step (distinct storages): the activation memory,
+    the part of the peak that the criterion changes (parameters, gradients and Adam state are alike)."""
+    seen, total = set(), [0]
 
+    def pack(t):
+        key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        if key not in seen:
+            seen.add(key)
+            total[0] += key[1]
+        return t
 
-def memory_of(index, args):
-    _, weights, rate = CONFIGS[index]
-    setup = Setup(args.data, weights, rate, args)
-    if args.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
-    for i, sample in enumerate(setup.batches):
-        setup.step(i, sample)
-    if args.device == "cuda":
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
-    print(json.dumps({"peak_mib": peak}))
+    setup.model.decoder.layers.set_num_updates(update)
+    setup.optimizer.zero_grad()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss, _, _ = setup.criterion(setup.model, setup.batches[0])
+    loss.backward()
+    return total[0] / 2**20
 
 
 def main():
@@ -119,29 +107,28 @@ def main():
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads on the CPU (0: torch's default)")
     parser.add_argument("--data", help="a binarized LM corpus (default: generated Zipfian text)")
-    parser.add_argument("--memory-of", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-only", action="store_true", help="only the activation memory (no timing)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.memory_of is not None:
-        return memory_of(args.memory_of, args)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or make_data(tmp)
         print(f"building {len(CONFIGS)} configurations ({args.device}, {torch.get_num_threads()} threads)", flush=True)
         setups = [Setup(data, weights, rate, args) for _, weights, rate in CONFIGS]
         times = {label: [] for label, _, _ in CONFIGS}
-        for r in range(args.rounds):
+        for r in range(0 if args.memory_only else args.rounds):
             for (label, _, _), setup in zip(CONFIGS, setups):
                 seconds = setup.timed_steps(first_update=r * args.steps)
                 if args.rounds == 1 or r > 0:
                     times[label].append(seconds)
                 print(f"round {r + 1}/{args.rounds} {label}: {seconds * 1000:.0f} ms/step", flush=True)
-        del setups
         memory = {}
-        for i, (label, _, _) in enumerate(CONFIGS):
-            memory[label] = peak_memory(data, i, args)
-            print(f"memory {label}: {memory[label]:.0f} MiB", flush=True)
-    print(f"\n| configuration | ms/step (median) | x plain, same p | peak memory growth (MiB) | x plain, same p |")
+        for (label, _, _), setup in zip(CONFIGS, setups):
+            memory[label] = statistics.mean(saved_activation_mib(setup, u) for u in range(args.steps))
+            print(f"memory {label}: {memory[label]:.1f} MiB saved for backward", flush=True)
+    if args.memory_only:
+        times = {label: [1.0] for label in times}
+    print(f"\n| configuration | ms/step (median) | x plain, same p | activation memory (MiB) | x plain, same p |")
     print("|---|---:|---:|---:|---:|")
     for label, _, rate in CONFIGS:
         plain = f"plain p={rate:g}"
