@@ -62,12 +62,12 @@ def check_structure(structure: str) -> str:
     return structure
 
 
-def _block_keep(rates: torch.Tensor, seed, update, micro_batch, name) -> List[bool]:
-    return (layer_uniforms(len(rates), seed, update, micro_batch, name) >= rates).tolist()
+def _block_keep(rates: torch.Tensor, seed, update, micro_batch, pass_index, name) -> List[bool]:
+    return (layer_uniforms(len(rates), seed, update, micro_batch, name, pass_index) >= rates).tolist()
 
 
-def _head_scales(rates: torch.Tensor, num_heads, seed, update, micro_batch, name) -> List[Optional[torch.Tensor]]:
-    draws = layer_uniforms(len(rates) * num_heads, seed, update, micro_batch, name).view(len(rates), num_heads)
+def _head_scales(rates: torch.Tensor, num_heads, seed, update, micro_batch, pass_index, name) -> List[Optional[torch.Tensor]]:
+    draws = layer_uniforms(len(rates) * num_heads, seed, update, micro_batch, name, pass_index).view(len(rates), num_heads)
     keep = (draws >= rates[:, None]).float()
     scales = keep / (1.0 - rates[:, None])
     return [None if r == 0 else s for r, s in zip(rates.tolist(), scales)]
@@ -82,8 +82,9 @@ def plan_step(
     stack: str,
     num_heads: int = 0,
     encoder_attention: bool = False,
+    pass_index: int = 0,
 ) -> List[LayerPlan]:
-    """The plan of every layer of a stack at one step: a pure function of its arguments.
+    """The plan of every layer of a stack at one step (one forward pass): a pure function of its arguments.
 
     ``layer`` uses the draw named ``stack`` (as ``layer_keep_mask``); the blocks use
     ``stack.attention`` and ``stack.ffn``; heads ``stack.self_attn.heads`` and ``stack.encoder_attn.heads``.
@@ -91,7 +92,7 @@ def plan_step(
     rates_t = torch.tensor([float(r) for r in rates])
     n = len(rates_t)
     plans = [LayerPlan() for _ in range(n)]
-    draw = (seed, update, micro_batch)
+    draw = (seed, update, micro_batch, pass_index)
     if structure in ("layer", "head+layer"):
         for plan, keep in zip(plans, _block_keep(rates_t, *draw, stack)):
             plan.attention = plan.ffn = keep

@@ -20,6 +20,11 @@ Usage::
 
 Iterating the list in training mode is a step: it takes the next micro-batch's draw. Code that
 only inspects the layers should index them (``layers[i]``).
+
+Several forward passes of one micro-batch (LR-Drop's two sub-models, ``modules/siamese_passes.py``)
+set ``pass_index`` and ``hold_micro_batch``: each pass draws with its own index, and the micro-batch
+count advances once, after the last pass. With a ``recorder`` set, iteration yields every slot
+(a skipped layer as the identity) wrapped so that the recorder sees the residual stream after it.
 """
 
 import json
@@ -85,6 +90,9 @@ class SeededLayerDropList(nn.ModuleList):
         self.draws_log = draws_log
         self.num_updates = 0
         self.micro_batch = 0
+        self.pass_index = 0  # which forward pass of the micro-batch draws (LR-Drop's sub-models)
+        self.hold_micro_batch = False  # True: this iteration is not the micro-batch's last pass
+        self.recorder = None  # siamese_passes.PassRecorder while LR-Drop records the passes
         self.last_kept: List[int] = list(range(len(self)))
         self.last_plans: List[LayerPlan] = [LayerPlan() for _ in range(len(self))]
 
@@ -98,14 +106,15 @@ class SeededLayerDropList(nn.ModuleList):
             self.num_updates = num_updates
             self.micro_batch = 0
 
-    def step_plans(self) -> List[LayerPlan]:
-        """Every layer's plan at the current (update, micro-batch) draw."""
+    def step_plans(self, pass_index: Optional[int] = None) -> List[LayerPlan]:
+        """Every layer's plan at the current (update, micro-batch, pass) draw (default: ``self.pass_index``)."""
         if not any(r > 0 for r in self.rates):
             return [LayerPlan() for _ in range(len(self))]
         first = self[0]
         return plan_step(self.structure, self.rates, self.seed, self.num_updates, self.micro_batch, self.stack,
                          num_heads=first.self_attn.num_heads if len(self) else 0,
-                         encoder_attention=getattr(first, "encoder_attn", None) is not None)
+                         encoder_attention=getattr(first, "encoder_attn", None) is not None,
+                         pass_index=self.pass_index if pass_index is None else pass_index)
 
     def kept_layers(self) -> List[int]:
         """Indices of the layers that run (at least partly) at the current draw."""
@@ -118,14 +127,19 @@ class SeededLayerDropList(nn.ModuleList):
         plans = self.step_plans()
         kept = [i for i, plan in enumerate(plans) if not plan.skipped]
         self._log_draw(plans)
-        self.micro_batch += 1
+        if not self.hold_micro_batch:
+            self.micro_batch += 1
         self.last_kept, self.last_plans = kept, plans
         short = self.stack[:3]
         metrics.log_scalar(f"{short}_layers_ran", len(kept), weight=1, round=2)
         if self.structure in ("sublayer", "attention", "ffn"):
             metrics.log_scalar(f"{short}_attn_ran", sum(p.attention for p in plans), weight=1, round=2)
             metrics.log_scalar(f"{short}_ffn_ran", sum(p.ffn for p in plans), weight=1, round=2)
-        return iter([layers[i] if plans[i].full else PlannedLayer(layers[i], plans[i]) for i in kept])
+        run = [layers[i] if plans[i].full else PlannedLayer(layers[i], plans[i]) for i in range(len(layers))]
+        if self.recorder is not None:
+            return iter([self.recorder.slot(self.stack, i, layers[i], run[i] if i in kept else None)
+                         for i in range(len(layers))])
+        return iter([run[i] for i in kept])
 
     def _log_draw(self, plans: List[LayerPlan]) -> None:
         if not self.draws_log:
@@ -133,6 +147,8 @@ class SeededLayerDropList(nn.ModuleList):
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         record = {"update": self.num_updates, "micro_batch": self.micro_batch, "stack": self.stack,
                   "plans": [plan.describe() for plan in plans]}
+        if self.recorder is not None:
+            record["pass"] = self.recorder.draw_label(self.pass_index)
         with open(f"{self.draws_log}.rank{rank}", "a") as f:
             f.write(json.dumps(record) + "\n")
 
