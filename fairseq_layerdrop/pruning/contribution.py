@@ -10,6 +10,7 @@ full depth) and saved, so every consumer of a strategy (tasks, export, sweep) ca
 """
 
 import json
+import math
 from typing import List, Sequence
 
 import torch
@@ -70,15 +71,23 @@ def save_contributions(path: str, stack: str, scores: Sequence[float], checkpoin
 @register_strategy("contribution", needs=("argument",))
 def contribution(num_layers: int, keep: int, stack: str = "decoder", argument=None, **context) -> List[int]:
     """``contribution:SCORES.json``: the ``keep`` layers that change their input most (Sajjad et al.)."""
+    flag = f"--prune-strategy contribution:{argument}"
+    remedy = f"run scripts/layer_contributions.py --stack {stack}"
     try:
         with open(argument) as f:
-            entry = json.load(f)["stacks"][stack]
-    except (OSError, ValueError, KeyError) as error:
-        raise PruningError(f"--prune-strategy contribution:{argument}: no scores for the {stack} ({error}); "
-                           f"run scripts/layer_contributions.py --stack {stack}") from None
+            result = json.load(f)
+    except (OSError, ValueError) as error:
+        raise PruningError(f"{flag}: cannot read layer scores ({error}); {remedy}") from None
+    stacks = result.get("stacks") if isinstance(result, dict) else None
+    entry = stacks.get(stack) if isinstance(stacks, dict) else None
+    if not isinstance(entry, dict) or "scores" not in entry:
+        raise PruningError(f"{flag}: no scores for the {stack}; {remedy}")
     scores = entry["scores"]
+    if not isinstance(scores, list) or not all(
+        type(s) in (int, float) and math.isfinite(s) for s in scores
+    ):
+        raise PruningError(f"{flag}: the {stack}'s scores must be a list of finite numbers, got {scores!r}; {remedy}")
     if len(scores) != num_layers:
-        raise PruningError(f"--prune-strategy contribution:{argument} scores a {stack} of {len(scores)} layers; "
-                           f"this one has {num_layers}")
+        raise PruningError(f"{flag} scores a {stack} of {len(scores)} layers; this one has {num_layers}")
     ranked = sorted(range(num_layers), key=lambda i: (-scores[i], i))
     return sorted(ranked[:keep])
