@@ -14,7 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fairseq_layerdrop.pruning.contribution import layer_contributions, save_contributions  # noqa: E402
+from fairseq_layerdrop.pruning.contribution import existing_result, layer_contributions, save_contributions  # noqa: E402
 from fairseq_layerdrop.pruning.validation import add_scoring_arguments, load_for_scoring  # noqa: E402
 
 
@@ -25,6 +25,7 @@ def main():
     args = parser.parse_args()
 
     try:
+        existing_result(args.out)  # an --out that cannot be written is refused before the scoring
         model, _, batches = load_for_scoring(args)
     except ValueError as error:
         sys.exit(f"layer_contributions: {error}")

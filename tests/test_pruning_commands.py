@@ -188,8 +188,12 @@ def test_train_continues_a_pruned_fairseq_transformer_despite_its_own_layers_to_
 
 def test_prune_script_in_scripts_runs_the_console_command(lm_checkpoint, tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "prune_checkpoint.py"), lm_checkpoint,
-                           tmp_path / "s.pt", "--prune-to", "1"], capture_output=True, text=True, check=True)
-    assert "decoder: kept layers 0" in proc.stdout
+                           tmp_path / "s.pt", "--decoder-layers-to-keep", "4"], capture_output=True, text=True, check=True)
+    assert "decoder: kept layers 4" in proc.stdout
+    written, full = (torch.load(p, weights_only=True) for p in (tmp_path / "s.pt", lm_checkpoint))
+    assert written["cfg"]["model"]["decoder_layers"] == 1
+    assert sorted({k.split(".")[2] for k in written["model"] if k.startswith("decoder.layers.")}) == ["0"]
+    assert torch.equal(written["model"]["decoder.layers.0.fc1.weight"], full["model"]["decoder.layers.4.fc1.weight"])
 
 
 def test_depth_sweep_writes_table_and_plot_for_a_language_model(lm_data, lm_checkpoint, tmp_path):
@@ -218,5 +222,10 @@ def test_depth_sweep_scores_a_translation_model_with_sacrebleu(translation_data,
     )
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
     assert [r["kept"] for r in rows] == ["decoder:0,3", "decoder:0,1,2,3,4,5"]
-    assert all(0 <= float(r["quality"]) <= 100 for r in rows)
+    # the same BLEU as fairseq-generate's own sacrebleu scorer, for the pruned and the full model
+    for row, keep in zip(rows, (["--task", "translation_layerdrop", "--decoder-layers-to-keep", "0,3"], [])):
+        _, log = generate(translation_data, mt_checkpoint, "--gen-subset", "test", "--user-dir", PLUGIN, *keep,
+                          "--scoring", "sacrebleu")
+        bleu = float(re.search(r"BLEU = ([0-9.]+)", log).group(1))
+        assert float(row["quality"]) == pytest.approx(bleu, abs=0.01), (row, bleu)
     assert (tmp_path / "sweep.png").exists()

@@ -55,14 +55,32 @@ def layer_contributions(model, batches: Sequence[dict], stack: str = "decoder") 
     return [t / max(c, 1) for t, c in zip(totals, counts)]
 
 
-def save_contributions(path: str, stack: str, scores: Sequence[float], checkpoint: str) -> None:
-    """Add (or replace) the scores of ``stack`` in the JSON file at ``path``."""
-    result = {"checkpoint": checkpoint, "score": "mean 1 - cos(layer input, layer output)", "stacks": {}}
+def existing_result(path: str, flag: str = "--out"):
+    """The JSON object with ``stacks`` already at ``path`` (None if there is no file); a ValueError, naming
+    ``flag``, for a path that cannot be written or a file that is not such a result (it would be lost)."""
+    import os
+
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a directory; give a .json file path")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"{flag} {path}: the directory {directory} does not exist; create it first")
+    if not os.path.exists(path):
+        return None
     try:
         with open(path) as f:
             result = json.load(f)
-    except FileNotFoundError:
-        pass
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{flag} {path} exists and is not a JSON result ({error}); give another path") from None
+    if not isinstance(result, dict) or not isinstance(result.get("stacks"), dict):
+        raise ValueError(f"{flag} {path} exists and is not a result with \"stacks\"; give another path")
+    return result
+
+
+def save_contributions(path: str, stack: str, scores: Sequence[float], checkpoint: str) -> None:
+    """Add (or replace) the scores of ``stack`` in the JSON file at ``path``."""
+    result = existing_result(path) or {"checkpoint": checkpoint, "score": "mean 1 - cos(layer input, layer output)",
+                                       "stacks": {}}
     result["stacks"][stack] = {"num_layers": len(scores), "scores": list(scores)}
     with open(path, "w") as f:
         json.dump(result, f, indent=1)

@@ -159,10 +159,10 @@ def check_paths(source, output, overwrite):
         refuse(f"{output} exists; pass --overwrite to replace it")
 
 
-def load_checkpoint_file(source):
-    """The raw checkpoint dict at ``source``, or a one-line refusal saying what the file is instead."""
+def read_checkpoint(source):
+    """The raw checkpoint dict at ``source``; a ``PruningError`` saying what the file is instead."""
     if os.path.getsize(source) == 0:
-        refuse(f"{source} is empty, not a checkpoint (an interrupted copy or save?)")
+        raise PruningError(f"{source} is empty, not a checkpoint (an interrupted copy or save?)")
     try:
         state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, KeyError ... by content
@@ -171,10 +171,19 @@ def load_checkpoint_file(source):
             text = text.split("WeightsUnpickler error:", 1)[1]
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         detail = f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
-        refuse(f"{source} is not a fairseq checkpoint: torch's safe loader cannot read it ({detail})")
+        raise PruningError(f"{source} is not a fairseq checkpoint: torch's safe loader cannot read it ({detail})") \
+            from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        refuse(f"{source} is a torch file but not a fairseq checkpoint (it has no 'model' state dict)")
+        raise PruningError(f"{source} is a torch file but not a fairseq checkpoint (it has no 'model' state dict)")
     return state
+
+
+def load_checkpoint_file(source):
+    """The raw checkpoint dict at ``source``, or a one-line refusal saying what the file is instead."""
+    try:
+        return read_checkpoint(source)
+    except PruningError as error:
+        refuse(error)
 
 
 def main(argv=None):

@@ -9,7 +9,6 @@ reads it back, so the tasks, the export and the depth sweep take it like any oth
 import itertools
 import json
 import math
-import os
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from .state_dict import PruningError
@@ -74,10 +73,9 @@ def search_kept_layers(
 def save_search_result(path: str, stack: str, num_layers: int, keep: int, kept: Sequence[int], score: float,
                        metric: str, checkpoint: str) -> None:
     """Add (or replace) the result for (stack, keep) in the JSON file at ``path``."""
-    result = {"checkpoint": checkpoint, "metric": metric, "stacks": {}}
-    if os.path.exists(path):
-        with open(path) as f:
-            result = json.load(f)
+    from .contribution import existing_result
+
+    result = existing_result(path) or {"checkpoint": checkpoint, "metric": metric, "stacks": {}}
     entry = result["stacks"].setdefault(stack, {"num_layers": num_layers, "kept": {}, "score": {}})
     if entry["num_layers"] != num_layers:
         raise PruningError(f"{path} holds results for a {stack} of {entry['num_layers']} layers, not {num_layers}")
