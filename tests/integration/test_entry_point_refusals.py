@@ -59,3 +59,23 @@ def test_depth_sweep_refuses_flags_it_would_ignore_and_files_it_cannot_read(lm_d
     assert tool("depth_sweep.py", lm_checkpoint, lm_data, "--out", tmp_path / "taken") == \
         f"depth_sweep: --out {tmp_path / 'taken'} is a file; give a directory for sweep.csv, sweep.md, sweep.png"
     assert not (tmp_path / "s").exists()
+
+
+def test_average_checkpoints_refuses_an_ignored_flag_and_a_wrong_file_and_keeps_the_user_dir_mark(
+    lm_checkpoint, not_a_checkpoint, tmp_path
+):
+    import torch
+
+    import fairseq_layerdrop  # noqa: F401  (allow-lists the classes plugin checkpoints hold)
+    from fairseq_layerdrop.compat import LoadWithUserDirMark
+
+    assert tool("average_checkpoints.py", "--inputs", lm_checkpoint, lm_checkpoint, "--num-epoch-checkpoints", "2",
+                "--output", tmp_path / "avg.pt").startswith("average_checkpoints: --num-epoch-checkpoints reads a directory")
+    assert tool("average_checkpoints.py", "--inputs", lm_checkpoint, not_a_checkpoint, "--output",
+                tmp_path / "avg.pt").startswith(f"average_checkpoints: {not_a_checkpoint} is not a fairseq checkpoint")
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "average_checkpoints.py"), "--inputs", lm_checkpoint,
+                    lm_checkpoint, "--output", tmp_path / "avg.pt"], check=True, capture_output=True)
+    averaged, original = (torch.load(p, weights_only=True)["model"] for p in (tmp_path / "avg.pt", lm_checkpoint))
+    assert isinstance(getattr(averaged, "load_with_user_dir", None), LoadWithUserDirMark)  # plain fairseq says --user-dir
+    assert all(torch.equal(averaged[k], original[k]) for k in original)  # the mean of two copies is the copy
+    assert sorted(os.listdir(tmp_path)) == ["avg.pt", "notes.pt"]
