@@ -5,7 +5,7 @@ contribution is the mean over (non-padding) tokens of 1 - cos(input, output) of 
 (its whole residual block, including the block's layer norm); ``--prune-strategy
 contribution:SCORES.json`` keeps the R highest-scoring layers in their original order. Models
 trained without LayerDrop (fairseq's own ``transformer``, ``transformer_lm``) work as well.
-Scores are computed by ``scripts/layer_contributions.py`` (one forward pass over the sample at
+Scores are computed by ``fairseq-layerdrop contributions`` (one forward pass over the sample at
 full depth) and saved, so every consumer of a strategy (tasks, export, sweep) can read them.
 """
 
@@ -90,7 +90,7 @@ def save_contributions(path: str, stack: str, scores: Sequence[float], checkpoin
 def contribution(num_layers: int, keep: int, stack: str = "decoder", argument=None, **context) -> List[int]:
     """``contribution:SCORES.json``: the ``keep`` layers that change their input most (Sajjad et al.)."""
     flag = f"--prune-strategy contribution:{argument}"
-    remedy = f"run scripts/layer_contributions.py --stack {stack}"
+    remedy = f"run fairseq-layerdrop contributions --stack {stack}"
     try:
         with open(argument) as f:
             result = json.load(f)

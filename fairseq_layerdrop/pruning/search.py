@@ -87,7 +87,7 @@ def save_search_result(path: str, stack: str, num_layers: int, keep: int, kept: 
 
 @register_strategy("search", needs=("argument",))
 def searched(num_layers: int, keep: int, stack: str = "decoder", argument=None, **context) -> List[int]:
-    """``search:RESULT.json``: the kept list that ``scripts/search_layers.py`` saved for this stack and depth.
+    """``search:RESULT.json``: the kept list that ``fairseq-layerdrop search`` saved for this stack and depth.
 
     The file is checked as it is read (an object with ``stacks.STACK.num_layers`` and
     ``stacks.STACK.kept.DEPTH`` lists); ``kept_layers`` then checks the list itself (``keep``
@@ -102,16 +102,16 @@ def searched(num_layers: int, keep: int, stack: str = "decoder", argument=None, 
     stacks = result.get("stacks") if isinstance(result, dict) else None
     if not isinstance(stacks, dict):
         raise PruningError(f"{flag}: not a search result (expected a JSON object with \"stacks\"); "
-                           "write it with scripts/search_layers.py")
+                           "write it with fairseq-layerdrop search")
     entry = stacks.get(stack)
     if entry is not None and not (isinstance(entry, dict) and isinstance(entry.get("kept"), dict)
                                   and type(entry.get("num_layers")) is int):
         raise PruningError(f"{flag}: the {stack} entry is malformed (expected num_layers and kept); "
-                           "write it with scripts/search_layers.py")
+                           "write it with fairseq-layerdrop search")
     if entry is None or str(keep) not in entry["kept"]:
         have = sorted((str(k) for k in (entry or {}).get("kept", {})), key=lambda k: (not k.isdigit(), k.zfill(9)))
         raise PruningError(f"{flag} has no result for the {stack} at depth {keep} "
-                           f"(it has depths [{', '.join(have)}]); run scripts/search_layers.py --stack {stack} --keep {keep}")
+                           f"(it has depths [{', '.join(have)}]); run fairseq-layerdrop search --stack {stack} --keep {keep}")
     if entry["num_layers"] != num_layers:
         raise PruningError(f"{flag} was searched on a {stack} of {entry['num_layers']} "
                            f"layers; this one has {num_layers}")
