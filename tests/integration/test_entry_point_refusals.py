@@ -2,16 +2,13 @@
 written, and a flag they would ignore, in one line naming it, before loading or scoring anything."""
 
 import os
-import subprocess
-import sys
 
 import pytest
-from tests.helpers import ROOT
+from tests.helpers import fairseq
 
 
-def tool(script, *args):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), *map(str, args)],
-                          capture_output=True, text=True)
+def tool(subcommand, *args):
+    proc = fairseq("fairseq-layerdrop", subcommand, *args, check=False)
     assert proc.returncode != 0, proc.stdout[-1000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return proc.stderr.strip().splitlines()[-1]
@@ -25,39 +22,39 @@ def not_a_checkpoint(tmp_path):
 
 
 def test_layer_contributions_refuses_bad_files_and_counts(lm_data, lm_checkpoint, not_a_checkpoint, tmp_path):
-    assert tool("layer_contributions.py", lm_checkpoint, lm_data, "--out", tmp_path / "no" / "s.json") == \
-        f"layer_contributions: --out {tmp_path / 'no' / 's.json'}: the directory {tmp_path / 'no'} does not exist; " \
+    assert tool("contributions", lm_checkpoint, lm_data, "--out", tmp_path / "no" / "s.json") == \
+        f"fairseq-layerdrop contributions: --out {tmp_path / 'no' / 's.json'}: the directory {tmp_path / 'no'} does not exist; " \
         "create it first"
-    assert "--out " in tool("layer_contributions.py", lm_checkpoint, lm_data, "--out", not_a_checkpoint)
-    assert tool("layer_contributions.py", lm_checkpoint, tmp_path / "nodata").startswith(
-        f"layer_contributions: DATA {tmp_path / 'nodata'} is not a directory")
-    assert tool("layer_contributions.py", lm_checkpoint, lm_data, "--max-batches", "-1") == \
-        "layer_contributions: --max-batches must be 0 (the whole split) or more, got -1"
-    assert tool("layer_contributions.py", not_a_checkpoint, lm_data).startswith(
-        f"layer_contributions: cannot load {not_a_checkpoint} as a fairseq checkpoint")
+    assert "--out " in tool("contributions", lm_checkpoint, lm_data, "--out", not_a_checkpoint)
+    assert tool("contributions", lm_checkpoint, tmp_path / "nodata").startswith(
+        f"fairseq-layerdrop contributions: DATA {tmp_path / 'nodata'} is not a directory")
+    assert tool("contributions", lm_checkpoint, lm_data, "--max-batches", "-1") == \
+        "fairseq-layerdrop contributions: --max-batches must be 0 (the whole split) or more, got -1"
+    assert tool("contributions", not_a_checkpoint, lm_data).startswith(
+        f"fairseq-layerdrop contributions: cannot load {not_a_checkpoint} as a fairseq checkpoint")
 
 
 def test_search_layers_refuses_an_out_that_is_a_file_or_holds_another_result(lm_data, lm_checkpoint, tmp_path):
     (tmp_path / "file").write_text("x")
-    assert tool("search_layers.py", lm_checkpoint, lm_data, "--keep", "2", "--out", tmp_path / "file") == \
-        f"search_layers: --out {tmp_path / 'file'} is a file; give a directory for search.csv and search.json"
+    assert tool("search", lm_checkpoint, lm_data, "--keep", "2", "--out", tmp_path / "file") == \
+        f"fairseq-layerdrop search: --out {tmp_path / 'file'} is a file; give a directory for search.csv and search.json"
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "search.json").write_text("[1, 2]")
-    assert "is not a result with \"stacks\"" in tool("search_layers.py", lm_checkpoint, lm_data, "--keep", "2",
+    assert "is not a result with \"stacks\"" in tool("search", lm_checkpoint, lm_data, "--keep", "2",
                                                     "--out", tmp_path / "old")
 
 
 def test_depth_sweep_refuses_flags_it_would_ignore_and_files_it_cannot_read(lm_data, lm_checkpoint, not_a_checkpoint,
                                                                               tmp_path):
-    assert tool("depth_sweep.py", lm_checkpoint, lm_data, "--stack", "encoder", "--out", tmp_path / "s") == \
-        "depth_sweep: --stack encoder: this language model has no encoder (its decoder is swept)"
-    assert tool("depth_sweep.py", lm_checkpoint, lm_data, "--metric", "ROUGE-L", "--out", tmp_path / "s") == \
-        "depth_sweep: --metric ROUGE-L scores translations; a language model is scored by perplexity"
-    assert tool("depth_sweep.py", not_a_checkpoint, lm_data, "--out", tmp_path / "s").startswith(
-        f"depth_sweep: {not_a_checkpoint} is not a fairseq checkpoint")
+    assert tool("sweep", lm_checkpoint, lm_data, "--stack", "encoder", "--out", tmp_path / "s") == \
+        "fairseq-layerdrop sweep: --stack encoder: this language model has no encoder (its decoder is swept)"
+    assert tool("sweep", lm_checkpoint, lm_data, "--metric", "ROUGE-L", "--out", tmp_path / "s") == \
+        "fairseq-layerdrop sweep: --metric ROUGE-L scores translations; a language model is scored by perplexity"
+    assert tool("sweep", not_a_checkpoint, lm_data, "--out", tmp_path / "s").startswith(
+        f"fairseq-layerdrop sweep: {not_a_checkpoint} is not a fairseq checkpoint")
     (tmp_path / "taken").write_text("x")
-    assert tool("depth_sweep.py", lm_checkpoint, lm_data, "--out", tmp_path / "taken") == \
-        f"depth_sweep: --out {tmp_path / 'taken'} is a file; give a directory for sweep.csv, sweep.md, sweep.png"
+    assert tool("sweep", lm_checkpoint, lm_data, "--out", tmp_path / "taken") == \
+        f"fairseq-layerdrop sweep: --out {tmp_path / 'taken'} is a file; give a directory for sweep.csv, sweep.md, sweep.png"
     assert not (tmp_path / "s").exists()
 
 
@@ -69,12 +66,13 @@ def test_average_checkpoints_refuses_an_ignored_flag_and_a_wrong_file_and_keeps_
     import fairseq_layerdrop  # noqa: F401  (allow-lists the classes plugin checkpoints hold)
     from fairseq_layerdrop.compat import LoadWithUserDirMark
 
-    assert tool("average_checkpoints.py", "--inputs", lm_checkpoint, lm_checkpoint, "--num-epoch-checkpoints", "2",
-                "--output", tmp_path / "avg.pt").startswith("average_checkpoints: --num-epoch-checkpoints reads a directory")
-    assert tool("average_checkpoints.py", "--inputs", lm_checkpoint, not_a_checkpoint, "--output",
-                tmp_path / "avg.pt").startswith(f"average_checkpoints: {not_a_checkpoint} is not a fairseq checkpoint")
-    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "average_checkpoints.py"), "--inputs", lm_checkpoint,
-                    lm_checkpoint, "--output", tmp_path / "avg.pt"], check=True, capture_output=True)
+    assert tool("average", "--inputs", lm_checkpoint, lm_checkpoint, "--num-epoch-checkpoints", "2",
+                "--output", tmp_path / "avg.pt").startswith(
+        "fairseq-layerdrop average: --num-epoch-checkpoints reads a directory")
+    assert tool("average", "--inputs", lm_checkpoint, not_a_checkpoint, "--output",
+                tmp_path / "avg.pt").startswith(
+        f"fairseq-layerdrop average: {not_a_checkpoint} is not a fairseq checkpoint")
+    fairseq("fairseq-layerdrop", "average", "--inputs", lm_checkpoint, lm_checkpoint, "--output", tmp_path / "avg.pt")
     averaged, original = (torch.load(p, weights_only=True)["model"] for p in (tmp_path / "avg.pt", lm_checkpoint))
     assert isinstance(getattr(averaged, "load_with_user_dir", None), LoadWithUserDirMark)  # plain fairseq says --user-dir
     assert all(torch.equal(averaged[k], original[k]) for k in original)  # the mean of two copies is the copy
