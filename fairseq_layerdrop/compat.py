@@ -22,6 +22,8 @@
 4. ``checkpoint_utils.load_model_ensemble_and_task`` is wrapped so that a pruning option passed
    as an override (the hub's ``from_pretrained(..., prune_to=3)``, ``--model-overrides``) that no
    model read is refused instead of loading the full model silently (see below).
+
+5. Whether fairseq builds a model to train or to load a checkpoint into (below).
 """
 
 import argparse
@@ -149,3 +151,42 @@ def refuse_unread_pruning_overrides():
 
 
 refuse_unread_pruning_overrides()
+
+
+# 5. Whether a model is built to be trained or loaded from a checkpoint --------------------------
+# fairseq tells ``models.build_model(cfg, task, from_checkpoint)`` but not the model's own
+# ``build_model(args, task)``. Checks of training flags (``--layer-gates`` needs a gated
+# criterion) must run when fairseq-train builds the model, before any data is read, but not when
+# fairseq-generate or -eval-lm loads a checkpoint, whose flags are history. fairseq's tasks look
+# ``models.build_model`` up at call time, so a wrapper that records the flag is enough.
+
+import contextvars  # noqa: E402
+
+_FROM_CHECKPOINT = contextvars.ContextVar("fairseq_layerdrop_from_checkpoint", default=False)
+
+
+def building_from_checkpoint() -> bool:
+    """True while fairseq builds a model to load a checkpoint into (not to train from the command line)."""
+    return _FROM_CHECKPOINT.get()
+
+
+def record_from_checkpoint():
+    """Make ``fairseq.models.build_model`` record its ``from_checkpoint`` for ``building_from_checkpoint``."""
+    from fairseq import models
+
+    build = models.build_model
+    if getattr(build, "records_from_checkpoint", False):
+        return
+
+    def build_model(cfg, task, from_checkpoint=False):
+        token = _FROM_CHECKPOINT.set(bool(from_checkpoint))
+        try:
+            return build(cfg, task, from_checkpoint)
+        finally:
+            _FROM_CHECKPOINT.reset(token)
+
+    build_model.records_from_checkpoint = True
+    models.build_model = build_model
+
+
+record_from_checkpoint()

@@ -29,20 +29,25 @@ def last_epoch_checkpoints(directory: str, n: int):
 
 def average(paths):
     """The state of the last checkpoint with the mean of all checkpoints' parameters."""
-    import torch
+    from collections import OrderedDict
+
+    import fairseq_layerdrop  # noqa: F401  (allow-lists the classes fairseq checkpoints hold)
+    from fairseq_layerdrop.pruning.export import read_checkpoint
 
     total, state = None, None
     for path in paths:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)  # a ValueError naming the file if it is not a checkpoint
         model = state["model"]
         if total is None:
             total = {k: v.double() for k, v in model.items()}
         else:
-            if set(model) != set(total):
+            if set(model) != set(total) or any(v.shape != total[k].shape for k, v in model.items()):
                 raise ValueError(f"{path} has other parameters than {paths[0]}: not the same model")
             for k, v in model.items():
                 total[k] += v.double()
-    state["model"] = {k: (total[k] / len(paths)).to(v.dtype) for k, v in state["model"].items()}
+    averaged = OrderedDict((k, (total[k] / len(paths)).to(v.dtype)) for k, v in state["model"].items())
+    averaged.__dict__.update(getattr(state["model"], "__dict__", {}))  # torch's _metadata, the --user-dir mark
+    state["model"] = averaged
     state["last_optimizer_state"] = None
     return state
 
@@ -60,17 +65,22 @@ def main(argv=None, prog=None):
             paths = last_epoch_checkpoints(args.inputs[0], args.num_epoch_checkpoints)
         else:
             paths = args.inputs
+            if args.num_epoch_checkpoints is not None:
+                raise ValueError("--num-epoch-checkpoints reads a directory: give --inputs DIR, or drop it and "
+                                 "list the checkpoint files")
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
             raise ValueError(f"--inputs: no such checkpoint {missing[0]}")
+        if os.path.isdir(args.output):
+            raise ValueError(f"--output {args.output} is a directory; give a file path")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+            raise ValueError(f"--output {args.output}: its directory does not exist; create it first")
         state = average(paths)
     except ValueError as error:
         sys.exit(f"fairseq-layerdrop average: {error}")
-    import torch
+    from fairseq_layerdrop.pruning.export import save_atomically
 
-    tmp = args.output + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, args.output)
+    save_atomically(state, args.output)  # whole or not at all, even after kill -9
     print(f"averaged {len(paths)} checkpoints ({', '.join(os.path.basename(p) for p in paths)}) into {args.output}")
 
 

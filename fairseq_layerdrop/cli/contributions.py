@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from fairseq_layerdrop.pruning.contribution import layer_contributions, save_contributions
+from fairseq_layerdrop.pruning.contribution import existing_result, layer_contributions, save_contributions
 from fairseq_layerdrop.pruning.validation import add_scoring_arguments, load_for_scoring
 
 
@@ -24,6 +24,7 @@ def main(argv=None, prog=None):
     args = parser.parse_args(argv)
 
     try:
+        existing_result(args.out)  # an --out that cannot be written is refused before the scoring
         model, _, batches = load_for_scoring(args)
     except ValueError as error:
         sys.exit(f"fairseq-layerdrop contributions: {error}")

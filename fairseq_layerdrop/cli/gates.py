@@ -16,16 +16,18 @@ def main(argv=None, prog=None):
     parser.add_argument("checkpoint")
     args = parser.parse_args(argv)
 
-    import torch
 
     from fairseq_layerdrop.pruning import PruningError, stack_depth
-    from fairseq_layerdrop.pruning.export import model_config
+    from fairseq_layerdrop.pruning.export import model_config, read_checkpoint
     from fairseq_layerdrop.pruning.learned import gate_logits, learned_keep_probabilities
 
     if not os.path.isfile(args.checkpoint):
         sys.exit(f"fairseq-layerdrop gates: no checkpoint at {args.checkpoint}")
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    cfg = model_config(state)
+    try:
+        state = read_checkpoint(args.checkpoint)
+        cfg = model_config(state)
+    except PruningError as error:
+        sys.exit(f"fairseq-layerdrop gates: {error}")
     shown = 0
     for stack in ("encoder", "decoder"):
         depth = stack_depth(cfg, stack)
@@ -42,6 +44,9 @@ def main(argv=None, prog=None):
         print("| layer | drop logit | keep probability | rank |\n|---:|---:|---:|---:|")
         for i in range(depth):
             print(f"| {i} | {logits[i]:+.3f} | {keep[i]:.3f} | {order.index(i) + 1} |")
+        if len(set(logits)) == 1:
+            print(f"note: every {stack} gate still has its initial value: the gates never learned "
+                  "(trained without a gated criterion, or with --gate-weight 0)")
         shown += 1
     if not shown:
         sys.exit("fairseq-layerdrop gates: no learned gates in this checkpoint (train with --layer-gates)")

@@ -31,8 +31,16 @@ def read_sweep(path):
         rows = list(csv.DictReader(f))
     if not rows:
         sys.exit(f"fairseq-layerdrop report: {path} has no rows")
-    for row in rows:
-        row["depth"], row["quality"] = int(row["depth"]), float(row["quality"])
+    missing = [c for c in ("depth", "strategy", "kept", "parameters", "quality") if c not in rows[0]]
+    if missing:
+        sys.exit(f"fairseq-layerdrop report: {path} is not a sweep.csv of fairseq-layerdrop sweep "
+                 f"(no column {', '.join(missing)})")
+    for number, row in enumerate(rows, 2):
+        try:
+            row["depth"], row["quality"] = int(row["depth"]), float(row["quality"])
+        except (TypeError, ValueError):
+            sys.exit(f"fairseq-layerdrop report: {path} line {number}: depth {row['depth']!r} and quality "
+                     f"{row['quality']!r} must be numbers")
     return rows
 
 
@@ -42,6 +50,8 @@ def parse_inputs(specs):
         label, sep, path = spec.rpartition("=")
         if not sep or not label:
             sys.exit(f"fairseq-layerdrop report: expected LABEL=path/sweep.csv, got {spec!r}")
+        if label in models:
+            sys.exit(f"fairseq-layerdrop report: the label {label!r} is given twice; give each sweep its own label")
         models[label] = read_sweep(path)
     return models
 
@@ -136,6 +146,10 @@ def main(argv=None, prog=None):
     args = parser.parse_args(argv)
     if (args.check_lm or args.check_mt) and not (args.full and args.half):
         parser.error("--check-lm/--check-mt need --full and --half")
+    if (args.full or args.half) and not (args.check_lm or args.check_mt):
+        parser.error("--full and --half are the depths of the targets: give --check-lm or --check-mt with them")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"--out {args.out} is a file; give a directory for results.csv, results.md, results.png")
     models = parse_inputs(args.sweeps)
     os.makedirs(args.out, exist_ok=True)
 

@@ -33,6 +33,7 @@ def main(argv=None, prog=None):
     args = parser.parse_args(argv)
 
     from fairseq_layerdrop.pruning import PruningError
+    from fairseq_layerdrop.pruning.contribution import existing_result
     from fairseq_layerdrop.pruning.search import save_search_result, search_kept_layers
 
     try:
@@ -41,6 +42,10 @@ def main(argv=None, prog=None):
         sys.exit(f"fairseq-layerdrop search: --keep takes comma-separated integers, got {args.keep!r}")
     started = time.time()
     try:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out} is a file; give a directory for search.csv and search.json")
+        if os.path.isdir(args.out):
+            existing_result(os.path.join(args.out, "search.json"), "--out")  # refused before the search, not after
         model, task, batches = load_for_scoring(args)
     except ValueError as error:
         sys.exit(f"fairseq-layerdrop search: {error}")

@@ -124,24 +124,34 @@ def main(argv=None, prog=None):
     parser.add_argument("--stack", choices=["both", "encoder", "decoder"], default="both",
                         help="translation models: which stack to prune (both: the same depth in each)")
     parser.add_argument("--subset", default="valid", help="the split to evaluate (default valid)")
-    parser.add_argument("--metric", choices=["BLEU", "ROUGE-1", "ROUGE-2", "ROUGE-L"], default="BLEU",
+    parser.add_argument("--metric", choices=["BLEU", "ROUGE-1", "ROUGE-2", "ROUGE-L"],
                         help="translation models: sacreBLEU (default) or ROUGE F1 (summarization)")
     parser.add_argument("--fairseq-args", default="", help="extra options for every fairseq command")
     args = parser.parse_args(argv)
     args.extra = shlex.split(args.fairseq_args)
 
-    import torch
-
+    import fairseq_layerdrop  # noqa: F401  (allow-lists plugin checkpoint classes)
     from fairseq_layerdrop.pruning import STRATEGIES, PruningError, kept_layers, prune_state_dict, stack_depth
-    from fairseq_layerdrop.pruning.export import model_config
+    from fairseq_layerdrop.pruning.export import model_config, read_checkpoint
     from fairseq_layerdrop.pruning.state_dict import count_parameters
 
     if not os.path.isfile(args.checkpoint):
         sys.exit(f"fairseq-layerdrop sweep: no checkpoint at {args.checkpoint}")
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    cfg = model_config(state)
+    if not os.path.isdir(args.data):
+        sys.exit(f"fairseq-layerdrop sweep: DATA {args.data} is not a directory: give the binarized data directory")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        sys.exit(f"fairseq-layerdrop sweep: --out {args.out} is a file; give a directory for sweep.csv, sweep.md, sweep.png")
+    try:
+        state = read_checkpoint(args.checkpoint)
+        cfg = model_config(state)
+    except PruningError as error:
+        sys.exit(f"fairseq-layerdrop sweep: {error}")
     depths = {s: stack_depth(cfg, s) for s in ("encoder", "decoder") if stack_depth(cfg, s) is not None}
     is_lm = "encoder" not in depths
+    if is_lm and args.stack == "encoder":
+        sys.exit("fairseq-layerdrop sweep: --stack encoder: this language model has no encoder (its decoder is swept)")
+    if is_lm and args.metric is not None:
+        sys.exit(f"fairseq-layerdrop sweep: --metric {args.metric} scores translations; a language model is scored by perplexity")
     stacks = ["decoder"] if is_lm else (["encoder", "decoder"] if args.stack == "both" else [args.stack])
     full = min(depths[s] for s in stacks)
     strategies = args.strategies.split(",")
@@ -156,7 +166,7 @@ def main(argv=None, prog=None):
     except (PruningError, ValueError) as error:
         sys.exit(f"fairseq-layerdrop sweep: {error}")
 
-    metric = "perplexity" if is_lm else args.metric
+    metric = args.metric = "perplexity" if is_lm else (args.metric or "BLEU")
     evaluate = evaluate_lm if is_lm else evaluate_translation
     os.makedirs(args.out, exist_ok=True)
     rows, cache, started = [], {}, time.time()

@@ -50,6 +50,8 @@ class LayerGateLossConfig:
 class LayerGateLoss:
     """Mixin for a fairseq criterion: adds the gates' score-function term and logs keep probabilities."""
 
+    trains_layer_gates = True  # read by the models' start-of-training check (modules/layer_gates.py)
+
     def init_gates(self, gate_weight, gate_baseline_decay):
         if not 0.0 <= gate_baseline_decay < 1.0:
             raise ValueError(f"--gate-baseline-decay must be in [0, 1), got {gate_baseline_decay}")

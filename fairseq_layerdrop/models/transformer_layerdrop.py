@@ -17,8 +17,8 @@ from fairseq.models.transformer.transformer_legacy import (
 
 from fairseq.dataclass.utils import gen_parser_from_dataclass
 
-from ..compat import mark_plugin_args
-from ..modules.layer_gates import add_layer_gates
+from ..compat import building_from_checkpoint, mark_plugin_args
+from ..modules.layer_gates import add_layer_gates, check_gated_training
 from ..modules.drop_options import LayerDropOptions, attach_stack_drop, check_stack_options
 from ..pruning.on_load import build_pruned_model
 from ..pruning.options import PruningOptions
@@ -43,6 +43,8 @@ class TransformerLayerDropModel(TransformerModel):
 
     @classmethod
     def build_model(cls, args, task):
+        if not building_from_checkpoint():  # training flags: refused before any training data is read
+            check_gated_training(args)
         check_stack_options(args, "encoder")
         check_stack_options(args, "decoder")
 

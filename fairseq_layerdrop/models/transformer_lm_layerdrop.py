@@ -19,8 +19,8 @@ from fairseq.models.transformer_lm import (
 from fairseq.utils import safe_getattr
 from omegaconf import II
 
-from ..compat import mark_plugin_state_dict
-from ..modules.layer_gates import add_layer_gates
+from ..compat import building_from_checkpoint, mark_plugin_state_dict
+from ..modules.layer_gates import add_layer_gates, check_gated_training
 from ..modules.drop_options import DecoderLayerDropOptions, attach_stack_drop, check_stack_options
 from ..pruning.on_load import build_pruned_model
 from ..pruning.options import PruningOptions
@@ -45,6 +45,8 @@ class TransformerLMLayerDrop(TransformerLanguageModel):
 
     @classmethod
     def build_model(cls, args, task):
+        if not building_from_checkpoint():  # training flags: refused before any training data is read
+            check_gated_training(args)
         check_stack_options(args, "decoder")
 
         def build(args):

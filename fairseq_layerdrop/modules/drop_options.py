@@ -57,6 +57,7 @@ class DecoderLayerDropOptions(FairseqDataclass):
         default=None, metadata={"help": "append each training step's drop decisions as JSON lines to FILE.rank<R>"}
     )
     ddp_backend: str = II("distributed_training.ddp_backend")
+    criterion: Optional[str] = II("criterion._name")  # --layer-gates needs a gated criterion (checked at start)
 
 
 @dataclass
@@ -90,8 +91,15 @@ def stack_rates(args, stack: str, num_layers: int):
 
 def check_stack_options(args, stack: str) -> None:
     """Refuse bad options at start, against the configured depth (before any pruning)."""
-    check_structure(safe_getattr(args, "layerdrop_structure", "layer") or "layer")
+    structure = check_structure(safe_getattr(args, "layerdrop_structure", "layer") or "layer")
     rates = stack_rates(args, stack, safe_getattr(args, f"{stack}_layers"))
+    heads = safe_getattr(args, f"{stack}_attention_heads", None)
+    if structure in ("head", "head+layer") and any(r > 0 for r in rates) and heads is not None and int(heads) < 2:
+        raise ValueError(
+            f"--layerdrop-structure {structure} drops attention heads, but --{stack}-attention-heads is {heads}: "
+            f"dropping the only head drops the whole attention block. Use --layerdrop-structure attention for that, "
+            f"or give --{stack}-attention-heads 2 or more"
+        )
     if any(r > 0 for r in rates) and safe_getattr(args, "ddp_backend", None) == "fully_sharded":
         raise ValueError(
             "LayerDrop is not supported with --ddp-backend fully_sharded: FSDP needs every rank to run every layer "

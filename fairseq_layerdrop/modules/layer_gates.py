@@ -136,3 +136,41 @@ def add_layer_gates(model: nn.Module, flags) -> None:
                          f"{' or '.join(flags[name] for name in stacks)} above 0")
     for name in dropping:
         attach_layer_gates(stacks[name], flags[name])
+
+
+def configured_criterion(args):
+    """The ``--criterion`` of a model's config, or None where the config does not say."""
+    try:
+        name = getattr(args, "criterion", None)
+    except Exception:  # an omegaconf interpolation with no root to resolve it against
+        return None
+    return name if isinstance(name, str) and not name.startswith("${") else None
+
+
+def trains_layer_gates(criterion: str) -> bool:
+    """Whether the registered fairseq criterion ``criterion`` trains learned layer gates."""
+    from fairseq.criterions import CRITERION_REGISTRY
+
+    return bool(getattr(CRITERION_REGISTRY.get(criterion), "trains_layer_gates", False))
+
+
+def check_gated_training(args) -> None:
+    """Refuse, when training starts, gates nothing trains and a gated criterion with nothing to train.
+
+    Without a gated criterion the gates get no gradient at all: every logit stays 0 and
+    ``--prune-strategy learned`` would keep the first layers (the ``top`` strategy) without a word.
+    """
+    criterion = configured_criterion(args)
+    if criterion is None:
+        return
+    gates = bool(getattr(args, "layer_gates", False))
+    if gates and not trains_layer_gates(criterion):
+        raise ValueError(
+            f"--layer-gates learns each layer's drop rate, but --criterion {criterion} does not train the gates: "
+            "they would stay at their initial value and --prune-strategy learned would have nothing to go by. "
+            "Use --criterion gated_cross_entropy (or gated_label_smoothed_cross_entropy), or drop --layer-gates"
+        )
+    if not gates and trains_layer_gates(criterion):
+        plain = criterion[len("gated_"):] if criterion.startswith("gated_") else "cross_entropy"
+        raise ValueError(f"--criterion {criterion} trains learned layer gates: add --layer-gates (with a LayerDrop "
+                         f"rate above 0), or use --criterion {plain}")

@@ -10,6 +10,7 @@ full depth) and saved, so every consumer of a strategy (tasks, export, sweep) ca
 """
 
 import json
+import math
 from typing import List, Sequence
 
 import torch
@@ -54,14 +55,32 @@ def layer_contributions(model, batches: Sequence[dict], stack: str = "decoder") 
     return [t / max(c, 1) for t, c in zip(totals, counts)]
 
 
-def save_contributions(path: str, stack: str, scores: Sequence[float], checkpoint: str) -> None:
-    """Add (or replace) the scores of ``stack`` in the JSON file at ``path``."""
-    result = {"checkpoint": checkpoint, "score": "mean 1 - cos(layer input, layer output)", "stacks": {}}
+def existing_result(path: str, flag: str = "--out"):
+    """The JSON object with ``stacks`` already at ``path`` (None if there is no file); a ValueError, naming
+    ``flag``, for a path that cannot be written or a file that is not such a result (it would be lost)."""
+    import os
+
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a directory; give a .json file path")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"{flag} {path}: the directory {directory} does not exist; create it first")
+    if not os.path.exists(path):
+        return None
     try:
         with open(path) as f:
             result = json.load(f)
-    except FileNotFoundError:
-        pass
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{flag} {path} exists and is not a JSON result ({error}); give another path") from None
+    if not isinstance(result, dict) or not isinstance(result.get("stacks"), dict):
+        raise ValueError(f"{flag} {path} exists and is not a result with \"stacks\"; give another path")
+    return result
+
+
+def save_contributions(path: str, stack: str, scores: Sequence[float], checkpoint: str) -> None:
+    """Add (or replace) the scores of ``stack`` in the JSON file at ``path``."""
+    result = existing_result(path) or {"checkpoint": checkpoint, "score": "mean 1 - cos(layer input, layer output)",
+                                       "stacks": {}}
     result["stacks"][stack] = {"num_layers": len(scores), "scores": list(scores)}
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
@@ -70,15 +89,23 @@ def save_contributions(path: str, stack: str, scores: Sequence[float], checkpoin
 @register_strategy("contribution", needs=("argument",))
 def contribution(num_layers: int, keep: int, stack: str = "decoder", argument=None, **context) -> List[int]:
     """``contribution:SCORES.json``: the ``keep`` layers that change their input most (Sajjad et al.)."""
+    flag = f"--prune-strategy contribution:{argument}"
+    remedy = f"run fairseq-layerdrop contributions --stack {stack}"
     try:
         with open(argument) as f:
-            entry = json.load(f)["stacks"][stack]
-    except (OSError, ValueError, KeyError) as error:
-        raise PruningError(f"--prune-strategy contribution:{argument}: no scores for the {stack} ({error}); "
-                           f"run fairseq-layerdrop contributions --stack {stack}") from None
+            result = json.load(f)
+    except (OSError, ValueError) as error:
+        raise PruningError(f"{flag}: cannot read layer scores ({error}); {remedy}") from None
+    stacks = result.get("stacks") if isinstance(result, dict) else None
+    entry = stacks.get(stack) if isinstance(stacks, dict) else None
+    if not isinstance(entry, dict) or "scores" not in entry:
+        raise PruningError(f"{flag}: no scores for the {stack}; {remedy}")
     scores = entry["scores"]
+    if not isinstance(scores, list) or not all(
+        type(s) in (int, float) and math.isfinite(s) for s in scores
+    ):
+        raise PruningError(f"{flag}: the {stack}'s scores must be a list of finite numbers, got {scores!r}; {remedy}")
     if len(scores) != num_layers:
-        raise PruningError(f"--prune-strategy contribution:{argument} scores a {stack} of {len(scores)} layers; "
-                           f"this one has {num_layers}")
+        raise PruningError(f"{flag} scores a {stack} of {len(scores)} layers; this one has {num_layers}")
     ranked = sorted(range(num_layers), key=lambda i: (-scores[i], i))
     return sorted(ranked[:keep])

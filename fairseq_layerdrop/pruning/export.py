@@ -8,9 +8,13 @@ writes that sub-network as a checkpoint of its own. The pruning options are the 
 
 A checkpoint of fairseq's own architectures stays loadable by plain fairseq without
 ``--user-dir`` (its argparse config is written as a plain dict, which torch's safe loader
-accepts); a plugin checkpoint keeps needing ``--user-dir``. The optimizer state of the full model
-is not carried over (continue training with ``--reset-optimizer``). The input is never
-overwritten, and the output appears whole or not at all.
+accepts); a plugin checkpoint keeps needing ``--user-dir`` and says so when loaded without it.
+Neither the optimizer state nor the EMA weights of the full model are carried over: continue
+training an export with ``--finetune-from-model OUT.pt`` and its new depth (``--decoder-layers R``;
+a model of another depth is refused naming that flag). The input is never overwritten, the output
+appears whole or not at all (even after ``kill -9``), with the permissions the umask gives, and
+ordinary mistakes (a missing or wrong input, an output that cannot be written) are refused in
+one line before anything is loaded.
 """
 
 import argparse
@@ -57,14 +61,63 @@ def prune_checkpoint(state, options):
     return kept
 
 
-def save_atomically(state, path):
-    """Write ``state`` to ``path`` through a temporary file in the same directory, then rename."""
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_atomically(state, path, overwrite=True):
+    """Write ``state`` to ``path`` so that the file appears whole or not at all, readable as the umask allows.
+
+    The checkpoint is written into an unnamed file of the output directory (Linux ``O_TMPFILE``),
+    which the kernel frees if the process dies at any point, even by ``kill -9``, and only then
+    given its name. Without ``overwrite`` the name is taken with ``link``, which never replaces a
+    file that appeared meanwhile; with it, through a second name and a rename (which replaces
+    the old file in one step). Where the file system has no unnamed files, a named temporary
+    ``.prune-*.pt.tmp`` is written and renamed; it is removed on any error, but not after ``kill -9``.
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".prune-", suffix=".pt.tmp", dir=directory)
-    os.close(fd)
+    name = os.path.basename(path)
+    mode = 0o666 & ~current_umask()  # what open() would give: mkstemp's 0600 would survive the rename
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        try:
+            fd = os.open(".", os.O_TMPFILE | os.O_WRONLY, mode, dir_fd=dir_fd)
+        except (AttributeError, OSError):  # no O_TMPFILE here
+            return _save_through_named_temporary(state, directory, name, mode, overwrite)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+            unnamed = f"/proc/self/fd/{f.fileno()}"
+            if not overwrite:
+                os.link(unnamed, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=True)
+                return
+            temporary = f".prune-{os.getpid()}-{name}.tmp"
+            os.link(unnamed, temporary, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=True)
+            try:
+                os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                os.remove(temporary, dir_fd=dir_fd)
+                raise
+    finally:
+        os.close(dir_fd)
+
+
+def _save_through_named_temporary(state, directory, name, mode, overwrite):
+    fd, tmp = tempfile.mkstemp(prefix=".prune-", suffix=".pt.tmp", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        target = os.path.join(directory, name)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target)  # never replaces a file that appeared meanwhile
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -81,22 +134,74 @@ def build_parser():
     return parser
 
 
+def refuse(message):
+    sys.exit(f"error: {message}")
+
+
+def check_paths(source, output, overwrite):
+    """Refuse, before any loading, an input that is no file or an output that cannot be written."""
+    if not os.path.exists(source):
+        refuse(f"no checkpoint at {source}")
+    if not os.path.isfile(source):
+        refuse(f"{source} is a directory, not a checkpoint file; give the .pt file")
+    if not os.access(source, os.R_OK):
+        refuse(f"cannot read {source} (permission denied)")
+    if os.path.isdir(output):
+        refuse(f"the output {output} is a directory; give a file path, e.g. {os.path.join(output, 'pruned.pt')}")
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        refuse(f"the output directory {directory} does not exist; create it first (mkdir -p {directory})")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        refuse(f"cannot write to the output directory {directory} (permission denied)")
+    if os.path.exists(output) and os.path.samefile(source, output):
+        refuse("the output is the input; write the pruned checkpoint to a new path")
+    if os.path.exists(output) and not overwrite:
+        refuse(f"{output} exists; pass --overwrite to replace it")
+
+
+def read_checkpoint(source):
+    """The raw checkpoint dict at ``source``; a ``PruningError`` saying what the file is instead."""
+    if os.path.getsize(source) == 0:
+        raise PruningError(f"{source} is empty, not a checkpoint (an interrupted copy or save?)")
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, KeyError ... by content
+        text = str(error)
+        if "WeightsUnpickler error:" in text:  # skip torch's advice to load unsafely
+            text = text.split("WeightsUnpickler error:", 1)[1]
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        detail = f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+        raise PruningError(f"{source} is not a fairseq checkpoint: torch's safe loader cannot read it ({detail})") \
+            from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise PruningError(f"{source} is a torch file but not a fairseq checkpoint (it has no 'model' state dict)")
+    return state
+
+
+def load_checkpoint_file(source):
+    """The raw checkpoint dict at ``source``, or a one-line refusal saying what the file is instead."""
+    try:
+        return read_checkpoint(source)
+    except PruningError as error:
+        refuse(error)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if not os.path.isfile(args.input):
-        sys.exit(f"error: no checkpoint at {args.input}")
-    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
-        sys.exit("error: the output is the input; write the pruned checkpoint to a new path")
-    if os.path.exists(args.output) and not args.overwrite:
-        sys.exit(f"error: {args.output} exists; pass --overwrite to replace it")
-    state = torch.load(args.input, map_location="cpu", weights_only=True)
+    check_paths(args.input, args.output, args.overwrite)
+    state = load_checkpoint_file(args.input)
     before = count_parameters(state["model"])
     try:
         kept = prune_checkpoint(state, args)
     except PruningError as error:
-        sys.exit(f"error: {error}")
+        refuse(error)
     after = count_parameters(state["model"])
-    save_atomically(state, args.output)
+    try:
+        save_atomically(state, args.output, overwrite=args.overwrite)
+    except FileExistsError:
+        refuse(f"{args.output} appeared while pruning; pass --overwrite to replace it")
+    except OSError as error:
+        refuse(f"could not write {args.output} ({error.strerror or error}); nothing was written")
     for stack, layers in kept.items():
         print(f"{stack}: kept layers {','.join(map(str, layers))}")
     size_in, size_out = os.path.getsize(args.input), os.path.getsize(args.output)

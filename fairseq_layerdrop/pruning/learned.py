@@ -40,5 +40,12 @@ def learned_keep_probabilities(state_dict, cfg, stack: str, num_layers: int) -> 
 def learned(num_layers: int, keep: int, stack: str = "decoder", state_dict=None, **context) -> List[int]:
     """The ``keep`` layers with the highest learned keep probability (Fan et al. data-driven pruning)."""
     logits = gate_logits(state_dict, stack, num_layers).tolist()
+    if keep < num_layers and len(set(logits)) == 1:
+        raise PruningError(
+            f"--prune-strategy learned: every gate of the checkpoint's {stack} still has its initial value "
+            f"{logits[0]}, so the gates never learned (was it trained with --layer-gates but a plain --criterion, "
+            "or --gate-weight 0?). Retrain with --criterion gated_cross_entropy (or "
+            "gated_label_smoothed_cross_entropy), or choose another --prune-strategy (every-other, top, ...)"
+        )
     ranked = sorted(range(num_layers), key=lambda i: (logits[i], i))
     return sorted(ranked[:keep])

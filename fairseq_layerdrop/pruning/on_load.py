@@ -12,7 +12,6 @@ import logging
 
 from .options import clear_pruning_options, pruning_requests
 from .state_dict import PruningError, config_set, count_parameters, prune_state_dict, stack_depth
-from .strategies import check_strategy_request
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +30,9 @@ def build_pruned_model(build, model_cfg, options, stacks, clear_options=True):
     if clear_options:
         clear_pruning_options(options)
     if not requests:
-        return build(model_cfg)
+        model = build(model_cfg)
+        install_depth_check(model)
+        return model
     full_depth = {}
     for stack, request in requests.items():
         depth = stack_depth(model_cfg, stack)
@@ -39,15 +40,41 @@ def build_pruned_model(build, model_cfg, options, stacks, clear_options=True):
             raise PruningError(f"{request.source}: this model has no {stack}")
         full_depth[stack] = depth
         # the depth is known now; which layers may depend on the checkpoint (data-driven strategies)
-        if request.layers is not None:
-            target = len(request.kept(depth))
-        else:
-            check_strategy_request(request.strategy, depth, request.depth, stack)
-            target = request.depth
-        config_set(model_cfg, f"{stack}_layers", target)
+        config_set(model_cfg, f"{stack}_layers", request.check_depth(depth))
     model = build(model_cfg)
+    install_depth_check(model)
     install_prune_on_load(model, requests, full_depth, model_cfg)
     return model
+
+
+def checkpoint_depth(state_dict, stack: str) -> int:
+    """How many layers of ``stack`` a model state dict holds (0: none)."""
+    return len({k.split(".")[2] for k in state_dict if k.startswith(f"{stack}.layers.")})
+
+
+def install_depth_check(model):
+    """Make ``model.load_state_dict`` refuse a checkpoint of another depth, naming the flag to pass.
+
+    Continuing training from a pruned export with the full model's flags would otherwise fail in
+    fairseq with "please ensure that the architectures match" and a list of missing keys.
+    """
+    upgrade = model.upgrade_state_dict
+    built = {stack: len(getattr(model, stack).layers) for stack in ("encoder", "decoder")
+             if hasattr(getattr(model, stack, None), "layers")}
+
+    def check_then_upgrade(state_dict):
+        for stack, depth in built.items():
+            found = checkpoint_depth(state_dict, stack)
+            if found and found != depth:
+                prune = f"; or prune it as it loads with --{stack}-prune-to {depth}" if found > depth else ""
+                raise PruningError(
+                    f"the checkpoint's {stack} has {found} layers but this model is built with {depth}: pass "
+                    f"--{stack}-layers {found} (continuing from a pruned export: fairseq-train --finetune-from-model "
+                    f"EXPORT.pt --{stack}-layers {found}){prune}"
+                )
+        upgrade(state_dict)
+
+    model.upgrade_state_dict = check_then_upgrade
 
 
 def install_prune_on_load(model, requests, full_depth, cfg):

@@ -7,13 +7,14 @@ strategy. fairseq's own ``*_layers_to_keep`` model fields, when set (``--model-o
 ``transformer`` model's own flag in ``fairseq-train``), are read as these options too.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 from fairseq.dataclass import FairseqDataclass
 
 from .state_dict import PruningError, config_get, config_has, config_set, parse_layer_list
-from .strategies import kept_layers
+from .strategies import check_strategy_request, kept_layers
 
 
 @dataclass
@@ -49,9 +50,28 @@ class Request:
         self.stack, self.layers, self.depth, self.strategy, self.source = stack, layers, depth, strategy, source
 
     def kept(self, num_layers: int, **context):
-        if self.layers is not None:
-            return parse_layer_list(self.layers, self.stack, num_layers)
-        return kept_layers(self.strategy, num_layers, self.depth, stack=self.stack, **context)
+        """The kept-layer list for a stack of ``num_layers``; a ``PruningError`` names the flag it came from."""
+        with self.naming_the_flag():
+            if self.layers is not None:
+                return parse_layer_list(self.layers, self.stack, num_layers)
+            return kept_layers(self.strategy, num_layers, self.depth, stack=self.stack, **context)
+
+    def check_depth(self, num_layers: int) -> int:
+        """The depth this request prunes a stack of ``num_layers`` to, checked before anything is built."""
+        with self.naming_the_flag():
+            if self.layers is not None:
+                return len(parse_layer_list(self.layers, self.stack, num_layers))
+            check_strategy_request(self.strategy, num_layers, self.depth, self.stack)
+            return self.depth
+
+    @contextmanager
+    def naming_the_flag(self):
+        try:
+            yield
+        except PruningError as error:
+            if str(error).startswith("--"):  # it names its flag already (--prune-strategy ...)
+                raise
+            raise PruningError(f"{self.source}: {error}") from None
 
 
 def pruning_requests(options, model_cfg, stacks) -> Dict[str, Request]:

@@ -9,7 +9,6 @@ reads it back, so the tasks, the export and the depth sweep take it like any oth
 import itertools
 import json
 import math
-import os
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from .state_dict import PruningError
@@ -74,10 +73,9 @@ def search_kept_layers(
 def save_search_result(path: str, stack: str, num_layers: int, keep: int, kept: Sequence[int], score: float,
                        metric: str, checkpoint: str) -> None:
     """Add (or replace) the result for (stack, keep) in the JSON file at ``path``."""
-    result = {"checkpoint": checkpoint, "metric": metric, "stacks": {}}
-    if os.path.exists(path):
-        with open(path) as f:
-            result = json.load(f)
+    from .contribution import existing_result
+
+    result = existing_result(path) or {"checkpoint": checkpoint, "metric": metric, "stacks": {}}
     entry = result["stacks"].setdefault(stack, {"num_layers": num_layers, "kept": {}, "score": {}})
     if entry["num_layers"] != num_layers:
         raise PruningError(f"{path} holds results for a {stack} of {entry['num_layers']} layers, not {num_layers}")
@@ -89,18 +87,35 @@ def save_search_result(path: str, stack: str, num_layers: int, keep: int, kept: 
 
 @register_strategy("search", needs=("argument",))
 def searched(num_layers: int, keep: int, stack: str = "decoder", argument=None, **context) -> List[int]:
-    """``search:RESULT.json``: the kept list that ``fairseq-layerdrop search`` saved for this stack and depth."""
+    """``search:RESULT.json``: the kept list that ``fairseq-layerdrop search`` saved for this stack and depth.
+
+    The file is checked as it is read (an object with ``stacks.STACK.num_layers`` and
+    ``stacks.STACK.kept.DEPTH`` lists); ``kept_layers`` then checks the list itself (``keep``
+    distinct layers of the stack).
+    """
+    flag = f"--prune-strategy search:{argument}"
     try:
         with open(argument) as f:
-            stacks = json.load(f)["stacks"]
-    except (OSError, ValueError, KeyError) as error:
-        raise PruningError(f"--prune-strategy search:{argument}: cannot read a search result ({error})") from None
+            result = json.load(f)
+    except (OSError, ValueError) as error:
+        raise PruningError(f"{flag}: cannot read a search result ({error})") from None
+    stacks = result.get("stacks") if isinstance(result, dict) else None
+    if not isinstance(stacks, dict):
+        raise PruningError(f"{flag}: not a search result (expected a JSON object with \"stacks\"); "
+                           "write it with fairseq-layerdrop search")
     entry = stacks.get(stack)
+    if entry is not None and not (isinstance(entry, dict) and isinstance(entry.get("kept"), dict)
+                                  and type(entry.get("num_layers")) is int):
+        raise PruningError(f"{flag}: the {stack} entry is malformed (expected num_layers and kept); "
+                           "write it with fairseq-layerdrop search")
     if entry is None or str(keep) not in entry["kept"]:
-        have = sorted(int(k) for k in (entry or {}).get("kept", {}))
-        raise PruningError(f"--prune-strategy search:{argument} has no result for the {stack} at depth {keep} "
-                           f"(it has depths {have}); run fairseq-layerdrop search --stack {stack} --keep {keep}")
+        have = sorted((str(k) for k in (entry or {}).get("kept", {})), key=lambda k: (not k.isdigit(), k.zfill(9)))
+        raise PruningError(f"{flag} has no result for the {stack} at depth {keep} "
+                           f"(it has depths [{', '.join(have)}]); run fairseq-layerdrop search --stack {stack} --keep {keep}")
     if entry["num_layers"] != num_layers:
-        raise PruningError(f"--prune-strategy search:{argument} was searched on a {stack} of {entry['num_layers']} "
+        raise PruningError(f"{flag} was searched on a {stack} of {entry['num_layers']} "
                            f"layers; this one has {num_layers}")
-    return entry["kept"][str(keep)]
+    kept = entry["kept"][str(keep)]
+    if not isinstance(kept, list):
+        raise PruningError(f"{flag}: the {stack}'s entry for depth {keep} is {kept!r}, not a list of layers")
+    return kept

@@ -97,8 +97,8 @@ def prune_state_dict(
         stack, index, rest = match.group(1), int(match.group(2)), match.group(3)
         if index in renumber[stack]:
             pruned[f"{stack}.layers.{renumber[stack][index]}.{rest}"] = value
-    if hasattr(state_dict, "_metadata"):
-        pruned._metadata = state_dict._metadata
+    for name, value in getattr(state_dict, "__dict__", {}).items():  # torch's _metadata, the plugin's --user-dir mark
+        setattr(pruned, name, value)
     return pruned, pruned_config(cfg, {s: len(l) for s, l in kept.items()})
 
 

@@ -14,6 +14,8 @@ from .state_dict import PruningError, check_kept_layers
 
 STRATEGIES: Dict[str, Callable[..., List[int]]] = {}
 NEEDS: Dict[str, Tuple[str, ...]] = {}  # the context entries a strategy cannot work without
+# the strategies whose name takes ``:ARGUMENT``; for the others ``top:foo`` is refused, not ignored
+TAKES_ARGUMENT = set()
 
 
 def register_strategy(*names, needs: Tuple[str, ...] = ()):
@@ -23,6 +25,8 @@ def register_strategy(*names, needs: Tuple[str, ...] = ()):
                 raise ValueError(f"pruning strategy {name!r} is already registered")
             STRATEGIES[name] = fn
             NEEDS[name] = tuple(needs)
+            if "argument" in needs:
+                TAKES_ARGUMENT.add(name)
         return fn
     return register
 
@@ -60,9 +64,16 @@ def symmetric(num_layers: int, keep: int, **context) -> List[int]:
 
 
 def check_strategy_request(strategy: str, num_layers: int, keep: int, stack: str = "decoder") -> None:
-    """Refuse an unknown strategy or a target depth outside 1..N, naming the stack."""
-    if strategy.partition(":")[0] not in STRATEGIES:
-        raise PruningError(f"unknown pruning strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
+    """Refuse an unknown strategy, an argument a strategy does not take, or a target depth outside 1..N."""
+    name, colon, argument = str(strategy).partition(":")
+    if name not in STRATEGIES:
+        raise PruningError(f"--prune-strategy: unknown pruning strategy {strategy!r}; "
+                           f"choose from {', '.join(sorted(STRATEGIES))}")
+    if colon and name not in TAKES_ARGUMENT:
+        raise PruningError(f"--prune-strategy {strategy}: {name!r} takes no ':{argument}'; give --prune-strategy {name}")
+    if name in TAKES_ARGUMENT and not argument:
+        raise PruningError(f"--prune-strategy {strategy}: pruning strategy {name!r} needs a file: "
+                           f"--prune-strategy {name}:PATH")
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= num_layers:
         raise PruningError(
             f"cannot prune the {stack} to {keep!r} layers: it has {num_layers}, so choose 1 to {num_layers}"
@@ -70,13 +81,26 @@ def check_strategy_request(strategy: str, num_layers: int, keep: int, stack: str
 
 
 def kept_layers(strategy: str, num_layers: int, keep: int, stack: str = "decoder", **context) -> List[int]:
-    """The kept-layer list of ``strategy`` for pruning the ``stack``'s ``num_layers`` layers to ``keep``."""
+    """The kept-layer list of ``strategy`` for pruning the ``stack``'s ``num_layers`` layers to ``keep``.
+
+    Whatever the strategy (a file it reads included), the result is checked: ``keep`` distinct
+    layers of the stack, or a ``PruningError`` naming the strategy.
+    """
     check_strategy_request(strategy, num_layers, keep, stack)
     name, _, argument = strategy.partition(":")
     if argument:
         context["argument"] = argument
     missing = [need for need in NEEDS[name] if context.get(need) is None]
     if missing:
-        what = {"argument": f"a file: --prune-strategy {name}:PATH"}
-        raise PruningError(f"pruning strategy {name!r} needs {', '.join(what.get(m, m) for m in missing)}")
-    return check_kept_layers(STRATEGIES[name](num_layers, keep, stack=stack, **context), num_layers, stack)
+        raise PruningError(f"pruning strategy {name!r} needs {', '.join(missing)}")
+    layers = STRATEGIES[name](num_layers, keep, stack=stack, **context)
+    if not isinstance(layers, (list, tuple)):
+        raise PruningError(f"--prune-strategy {strategy} gave {layers!r} for the {stack}, not a list of layers")
+    try:
+        layers = check_kept_layers(layers, num_layers, stack)
+    except PruningError as error:
+        raise PruningError(f"--prune-strategy {strategy}: {error}") from None
+    if len(layers) != keep:
+        raise PruningError(f"--prune-strategy {strategy} gave {len(layers)} layers {layers} for the {stack} "
+                           f"at depth {keep}: it must give exactly {keep}")
+    return layers

@@ -8,6 +8,7 @@ same modules, so nothing is copied) for the duration of one evaluation.
 """
 
 import math
+import pickle
 from contextlib import contextmanager
 from typing import Dict, List, Sequence
 
@@ -81,13 +82,40 @@ def add_scoring_arguments(parser, max_batches: int) -> None:
                         help=f"score on the first N batches only (0: the whole split; default {max_batches})")
 
 
-def load_for_scoring(args):
-    """``(model, task, batches)`` for the arguments of ``add_scoring_arguments``; ValueError naming what is wrong."""
+def check_scoring_arguments(args) -> None:
+    """Refuse, before loading anything, a checkpoint or data directory that is not one, or a bad count."""
     import os
 
     if not os.path.isfile(args.checkpoint):
-        raise ValueError(f"no checkpoint at {args.checkpoint}")
-    model, task = load_checkpoint(args.checkpoint, args.data)
+        raise ValueError(f"no checkpoint at {args.checkpoint}" + (" (it is a directory; give the .pt file)"
+                                                                  if os.path.isdir(args.checkpoint) else ""))
+    if os.path.getsize(args.checkpoint) == 0:
+        raise ValueError(f"{args.checkpoint} is empty, not a checkpoint")
+    if not os.path.isdir(args.data):
+        raise ValueError(f"DATA {args.data} is not a directory: give the binarized data directory the checkpoint "
+                         "was trained on (fairseq-preprocess --destdir)")
+    if args.max_tokens < 1:
+        raise ValueError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    if args.max_batches < 0:
+        raise ValueError(f"--max-batches must be 0 (the whole split) or more, got {args.max_batches}")
+
+
+def load_for_scoring(args):
+    """``(model, task, batches)`` for the arguments of ``add_scoring_arguments``; ValueError naming what is wrong."""
+    check_scoring_arguments(args)
+    try:
+        model, task = load_checkpoint(args.checkpoint, args.data)
+    except (EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as error:
+        first = next((line.strip() for line in str(error).split("WeightsUnpickler error:")[-1].splitlines()
+                      if line.strip()), type(error).__name__)
+        raise ValueError(f"cannot load {args.checkpoint} as a fairseq checkpoint ({type(error).__name__}: "
+                         f"{first[:200]})") from None
     if not hasattr(getattr(model, args.stack, None), "layers"):
         raise ValueError(f"--stack {args.stack}: this model has no {args.stack}")
-    return model, task, validation_batches(model, task, args.subset, args.max_tokens, args.max_batches)
+    try:
+        batches = validation_batches(model, task, args.subset, args.max_tokens, args.max_batches)
+    except FileNotFoundError as error:
+        raise ValueError(f"--subset {args.subset}: no such split in {args.data} ({error})") from None
+    if not batches:
+        raise ValueError(f"--subset {args.subset}: the split in {args.data} gave no batches")
+    return model, task, batches

@@ -43,8 +43,8 @@ class Adam:
 
 CONFIGS = [  # label, model flags, gate weight (None: plain criterion)
     ("plain, cross_entropy", [], None),
-    ("gated, frozen (--gate-weight 0)", ["--layer-gates"], 0.0),
-    ("gated, learning (--gate-weight 0.1)", ["--layer-gates"], 0.1),
+    ("gated, frozen (--gate-weight 0)", ["--layer-gates", "--criterion", "gated_cross_entropy"], 0.0),
+    ("gated, learning (--gate-weight 0.1)", ["--layer-gates", "--criterion", "gated_cross_entropy"], 0.1),
 ]
 
 

@@ -61,6 +61,7 @@ def test_two_workers_train_and_drop_the_same_layers(lm_data, tmp_path, ddp_backe
     # 4 updates x 2 micro-batches, the same decisions on both ranks, and not all alike
     assert [(d["update"], d["micro_batch"]) for d in draws[0]] == [(u, m) for u in range(4) for m in range(2)]
     assert draws[0] == draws[1]
+    assert any(draws[0][2 * u]["plans"] != draws[0][2 * u + 1]["plans"] for u in range(4)), "micro-batches drew alike"
     assert len({str(d["plans"]) for d in draws[0]}) > 1 and any("-" in d["plans"] for d in draws[0])
     if ddp_backend == "c10d":
         assert "setting find_unused_parameters=True" in rank0

@@ -205,5 +205,10 @@ def test_depth_sweep_scores_a_translation_model_with_sacrebleu(translation_data,
             "--fairseq-args", "--beam 2 --max-len-b 5", cwd=tmp_path)
     rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep.csv")))
     assert [r["kept"] for r in rows] == ["decoder:0,3", "decoder:0,1,2,3,4,5"]
-    assert all(0 <= float(r["quality"]) <= 100 for r in rows)
+    # the same BLEU as fairseq-generate's own sacrebleu scorer, for the pruned and the full model
+    for row, keep in zip(rows, (["--task", "translation_layerdrop", "--decoder-layers-to-keep", "0,3"], [])):
+        _, log = generate(translation_data, mt_checkpoint, "--gen-subset", "test", "--user-dir", PLUGIN, *keep,
+                          "--scoring", "sacrebleu")
+        bleu = float(re.search(r"BLEU = ([0-9.]+)", log).group(1))
+        assert float(row["quality"]) == pytest.approx(bleu, abs=0.01), (row, bleu)
     assert (tmp_path / "sweep" / "sweep.png").exists()

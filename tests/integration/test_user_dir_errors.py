@@ -1,6 +1,9 @@
 """What a user sees when --user-dir is missing or wrong."""
 
 import os
+import re
+
+import pytest
 
 from tests.helpers import PLUGIN, fairseq
 
@@ -26,7 +29,12 @@ def test_plugin_checkpoints_load_with_user_dir(translation_data, mt_checkpoint, 
     assert generated.count("\nH-") + generated.startswith("H-") == 50
     evaluated = fairseq("fairseq-eval-lm", lm_data, "--path", lm_checkpoint, "--cpu", "--tokens-per-sample", "64",
                         "--user-dir", PLUGIN)
-    assert "Perplexity" in evaluated.stderr + evaluated.stdout
+    loss, ppl = map(float, re.search(r"Loss \(base 2\): ([0-9.]+), Perplexity: ([0-9.]+)",
+                                      evaluated.stderr + evaluated.stdout).groups())
+    assert ppl == pytest.approx(2 ** loss, rel=1e-3)
+    vocabulary = sum(1 for _ in open(os.path.join(lm_data, "dict.txt"))) + 4
+    # trained: well below a uniform guess over the vocabulary, and above the toy language's 3 successors per word
+    assert 3.0 < ppl < vocabulary / 2, (ppl, vocabulary)
 
 
 def test_user_dir_pointing_nowhere_names_the_missing_path(translation_data, tmp_path):

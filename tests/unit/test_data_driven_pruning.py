@@ -18,8 +18,11 @@ def test_learned_keeps_the_layers_with_the_highest_keep_probability():
     assert kept_layers("learned", 6, 3, state_dict=state) == [1, 3, 4]
     assert kept_layers("learned", 6, 1, state_dict=state) == [1]
     assert kept_layers("learned", 6, 5, state_dict=state) == [0, 1, 3, 4, 5]
-    tied = {f"decoder.layers.{i}.{GATE_PARAMETER}": torch.tensor(0.0) for i in range(4)}
-    assert kept_layers("learned", 4, 2, state_dict=tied) == [0, 1]
+    tied = {f"decoder.layers.{i}.{GATE_PARAMETER}": torch.tensor(v) for i, v in enumerate([0.5, 0.0, 0.0, 0.0])}
+    assert kept_layers("learned", 4, 2, state_dict=tied) == [1, 2]  # a tie goes to the lower index
+    untrained = {f"decoder.layers.{i}.{GATE_PARAMETER}": torch.tensor(0.0) for i in range(4)}
+    with pytest.raises(PruningError, match=r"every gate .* initial value 0.0, so the gates never learned"):
+        kept_layers("learned", 4, 2, state_dict=untrained)  # was: silently the top strategy, 0,1
     with pytest.raises(PruningError, match="the checkpoint's encoder has no learned layer gates .*--layer-gates"):
         kept_layers("learned", 6, 3, stack="encoder", state_dict=state)
     with pytest.raises(PruningError, match="strategy 'learned' needs state_dict"):

@@ -80,6 +80,7 @@ def test_micro_batches_of_one_update_draw_afresh_and_a_new_update_restarts_the_s
     model.set_num_updates(5)
     first = [(list(layers), layers.last_kept)[1] for _ in range(3)]
     assert first == [layer_keep_mask(12, 0.5, layers.seed, 5, m, "decoder").nonzero().flatten().tolist() for m in range(3)]
+    assert len({tuple(kept) for kept in first}) > 1, "the micro-batches of one update drew the same layers"
     model.set_num_updates(6)
     model.set_num_updates(5)  # e.g. a resumed run: update 5 starts again at micro-batch 0
     list(layers)

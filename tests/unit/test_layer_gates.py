@@ -12,7 +12,7 @@ from tests.helpers import PLUGIN, build_model
 def gated_lm(lm_data, p=0.5, layers=6, *extra):
     return build_model(lm_data, "--task", "language_modeling", "--arch", "transformer_lm_layerdrop_tiny",
                        "--decoder-layerdrop", p, "--decoder-layers", layers, "--tokens-per-sample", 32,
-                       "--layer-gates", *extra)
+                       "--layer-gates", "--criterion", "gated_cross_entropy", *extra)
 
 
 def set_logits(stack, values):
