@@ -76,6 +76,7 @@ def test_final_layer_valid_loss_is_plain_cross_entropys(straight, lm_data, tmp_p
     assert early_exit["valid_exit_1"] > early_exit["valid_loss"]  # one layer predicts worse than four
 
 
+@pytest.mark.slow  # two more trainings: 98 s at load average ~10, 218 s at ~20 (2 cores)
 def test_resume_mid_ramp_with_a_curriculum_is_exact(straight, lm_data, tmp_path):
     straight_dir, straight_log = straight
     resumed = tmp_path / "resumed"
