@@ -1,2 +1,1 @@
-from . import layer_gate_loss  # noqa: F401
-from . import lr_drop_loss  # noqa: F401
+from . import early_exit_loss, layer_gate_loss, lr_drop_loss  # noqa: F401

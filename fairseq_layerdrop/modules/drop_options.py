@@ -4,7 +4,9 @@
 these options say what is dropped and how the rate varies over depth (Fan et al., arXiv 1909.11556):
 
     --layerdrop-structure layer|sublayer|attention|ffn|head|head+layer
-    --layerdrop-schedule uniform|linear|linear-reverse
+    --layerdrop-schedule uniform|linear|linear-reverse|exponential|progressive
+    --layerdrop-ramp-updates T                    LayerSkip's time ramp exp(t ln2 / T) - 1 of the rates
+    --layerdrop-pld-gamma G                       Progressive Layer Dropping's gamma (progressive)
     --decoder-layerdrop-rates 0,0.1,0.2,...       an explicit rate per layer
     --decoder-layerdrop-protect 0,11              layers never dropped (Fan et al., Fig. 5)
     --decoder-layerdrop-target-depth 6            sets the rate to p* = 1 - 6 / N
@@ -23,7 +25,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.utils import safe_getattr
 from omegaconf import II
 
-from .drop_schedule import SCHEDULES, layer_drop_rates, parse_number_list, rate_for_target_depth
+from .drop_schedule import PLD_GAMMA, SCHEDULES, layer_drop_rates, parse_number_list, rate_for_target_depth, rate_ramp
 from .drop_structure import STRUCTURES, check_structure
 from .layer_drop import attach_layerdrop, check_layerdrop_rate
 
@@ -37,7 +39,17 @@ class DecoderLayerDropOptions(FairseqDataclass):
     )
     layerdrop_schedule: str = field(
         default="uniform",
-        metadata={"help": f"LayerDrop rate over depth: {', '.join(SCHEDULES)} (linear: 0 at the bottom to p at the top)"},
+        metadata={"help": f"LayerDrop rate over depth: {', '.join(SCHEDULES)} (linear: 0 at the bottom to p at the top; "
+                          "exponential: LayerSkip's (exp(l ln2 / (L-1)) - 1) p; progressive: Progressive Layer Dropping, "
+                          "rate (i p / L)(1 - exp(-gamma t)) for layer i = 1..L at update t); see docs/early_exit.md"},
+    )
+    layerdrop_ramp_updates: Optional[int] = field(
+        default=None, metadata={"help": "LayerSkip's time curriculum: multiply the LayerDrop rates by exp(t ln2 / T) - 1 "
+                                        "at update t < T (0 at the start, the full rates from update T on)"}
+    )
+    layerdrop_pld_gamma: Optional[float] = field(
+        default=None, metadata={"help": f"gamma of --layerdrop-schedule progressive (default {PLD_GAMMA}): the rates "
+                                        "approach their final values as 1 - exp(-gamma t)"}
     )
     decoder_layerdrop_rates: Optional[str] = field(
         default=None, metadata={"help": "decoder LayerDrop rate of every layer, e.g. 0,0.1,0.2 (replaces the schedule)"}
@@ -89,9 +101,21 @@ def stack_rates(args, stack: str, num_layers: int):
     return layer_drop_rates(num_layers, p, schedule, rates, protect, flag)
 
 
+def stack_ramp(args):
+    """The rates' factor over training (``drop_schedule.RateRamp``) the options ask for, checked."""
+    schedule = safe_getattr(args, "layerdrop_schedule", "uniform") or "uniform"
+    ramp = rate_ramp(schedule, safe_getattr(args, "layerdrop_ramp_updates", None),
+                     safe_getattr(args, "layerdrop_pld_gamma", None))
+    if not ramp.constant and safe_getattr(args, "layer_gates", False):
+        raise ValueError("--layer-gates learns constant per-layer rates: drop --layerdrop-ramp-updates and "
+                         "--layerdrop-schedule progressive")
+    return ramp
+
+
 def check_stack_options(args, stack: str) -> None:
     """Refuse bad options at start, against the configured depth (before any pruning)."""
     structure = check_structure(safe_getattr(args, "layerdrop_structure", "layer") or "layer")
+    stack_ramp(args)
     rates = stack_rates(args, stack, safe_getattr(args, f"{stack}_layers"))
     heads = safe_getattr(args, f"{stack}_attention_heads", None)
     if structure in ("head", "head+layer") and any(r > 0 for r in rates) and heads is not None and int(heads) < 2:
@@ -122,8 +146,9 @@ def attach_stack_drop(stack_module, args, stack: str) -> None:
         rates = [full] * num_layers
         logger.info(f"{stack}: the LayerDrop options describe another depth than the {num_layers} layers built "
                     f"(pruned); using the uniform rate {full} for training")
+    ramp = stack_ramp(args)
     logger.info(f"{stack} LayerDrop ({structure}): mean rate {sum(rates) / max(num_layers, 1):.4f}, "
-                f"per layer [{', '.join(f'{r:.3f}' for r in rates)}]")
+                f"per layer [{', '.join(f'{r:.3f}' for r in rates)}]" + (f", {ramp.describe()}" if not ramp.constant else ""))
     attach_layerdrop(stack_module, p=safe_getattr(args, f"{stack}_layerdrop", 0.0) or 0.0,
                      seed=safe_getattr(args, "seed", 1), stack=stack, rates=rates, structure=structure,
-                     draws_log=safe_getattr(args, "layerdrop_draws_log", None))
+                     draws_log=safe_getattr(args, "layerdrop_draws_log", None), ramp=ramp)

@@ -34,6 +34,7 @@ import torch
 from fairseq.logging import metrics
 from torch import nn
 
+from .drop_schedule import RateRamp
 from .drop_structure import LayerPlan, plan_step
 from .seeded_draw import layer_uniforms  # noqa: F401  (re-exported: every drop decision compares these draws)
 from .structured_layer import PlannedLayer, check_structured_layer
@@ -74,18 +75,22 @@ class SeededLayerDropList(nn.ModuleList):
             draws and names the logged count of layers that ran (``enc_layers_ran``,
             ``dec_layers_ran`` in fairseq's training log lines).
         rates: one rate per layer (``drop_schedule.layer_drop_rates``); default ``p`` for all.
+        ramp: the rates' factor over training (``drop_schedule.RateRamp``): at update t each layer's
+            rate is ``rates[i] * ramp.factor(t)`` (``current_rates()``); default constant 1.
         structure: what is dropped (``drop_structure.STRUCTURES``); default whole layers.
         draws_log: if set, every training step appends its decisions as a JSON line to
             ``draws_log + ".rank<R>"`` (R = the distributed rank), to check workers and resumes.
     """
 
     def __init__(self, layers: Iterable[nn.Module], p: float, seed: int, stack: str,
-                 rates: Optional[Sequence[float]] = None, structure: str = "layer", draws_log: Optional[str] = None):
+                 rates: Optional[Sequence[float]] = None, structure: str = "layer", draws_log: Optional[str] = None,
+                 ramp: Optional[RateRamp] = None):
         super().__init__(layers)
         self.p = float(p)
         self.seed = int(seed)
         self.stack = stack
         self.rates = [float(r) for r in rates] if rates is not None else [self.p] * len(self)
+        self.ramp = ramp if ramp is not None else RateRamp()
         self.structure = structure
         self.draws_log = draws_log
         self.num_updates = 0
@@ -106,12 +111,20 @@ class SeededLayerDropList(nn.ModuleList):
             self.num_updates = num_updates
             self.micro_batch = 0
 
+    def current_rates(self) -> List[float]:
+        """Each layer's drop rate at the current update: ``rates`` times the ramp's factor (a pure function of it)."""
+        if self.ramp.constant:
+            return list(self.rates)
+        factor = self.ramp.factor(self.num_updates)
+        return [r * factor for r in self.rates]
+
     def step_plans(self, pass_index: Optional[int] = None) -> List[LayerPlan]:
         """Every layer's plan at the current (update, micro-batch, pass) draw (default: ``self.pass_index``)."""
-        if not any(r > 0 for r in self.rates):
+        rates = self.current_rates()
+        if not any(r > 0 for r in rates):
             return [LayerPlan() for _ in range(len(self))]
         first = self[0]
-        return plan_step(self.structure, self.rates, self.seed, self.num_updates, self.micro_batch, self.stack,
+        return plan_step(self.structure, rates, self.seed, self.num_updates, self.micro_batch, self.stack,
                          num_heads=first.self_attn.num_heads if len(self) else 0,
                          encoder_attention=getattr(first, "encoder_attn", None) is not None,
                          pass_index=self.pass_index if pass_index is None else pass_index)
@@ -132,6 +145,8 @@ class SeededLayerDropList(nn.ModuleList):
         self.last_kept, self.last_plans = kept, plans
         short = self.stack[:3]
         metrics.log_scalar(f"{short}_layers_ran", len(kept), weight=1, round=2)
+        if not self.ramp.constant:
+            metrics.log_scalar(f"{short}_rate_factor", self.ramp.factor(self.num_updates), weight=1, round=4)
         if self.structure in ("sublayer", "attention", "ffn"):
             metrics.log_scalar(f"{short}_attn_ran", sum(p.attention for p in plans), weight=1, round=2)
             metrics.log_scalar(f"{short}_ffn_ran", sum(p.ffn for p in plans), weight=1, round=2)
@@ -149,6 +164,8 @@ class SeededLayerDropList(nn.ModuleList):
                   "plans": [plan.describe() for plan in plans]}
         if self.recorder is not None:
             record["pass"] = self.recorder.draw_label(self.pass_index)
+        if not self.ramp.constant:
+            record["rate_factor"] = self.ramp.factor(self.num_updates)
         with open(f"{self.draws_log}.rank{rank}", "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -162,7 +179,7 @@ class SeededLayerDropList(nn.ModuleList):
 
 
 def attach_layerdrop(stack_module: nn.Module, p: float, seed: int, stack: str, rates: Optional[Sequence[float]] = None,
-                     structure: str = "layer", draws_log: Optional[str] = None) -> None:
+                     structure: str = "layer", draws_log: Optional[str] = None, ramp: Optional[RateRamp] = None) -> None:
     """Replace ``stack_module.layers`` (a fairseq encoder or decoder) by a SeededLayerDropList.
 
     The layers themselves are kept, so parameter names and checkpoints are unchanged.
@@ -174,4 +191,4 @@ def attach_layerdrop(stack_module: nn.Module, p: float, seed: int, stack: str, r
     for layer in layers:
         check_structured_layer(layer, structure)
     stack_module.layers = SeededLayerDropList(layers, p=p, seed=seed, stack=stack, rates=rates,
-                                              structure=structure, draws_log=draws_log)
+                                              structure=structure, draws_log=draws_log, ramp=ramp)
