@@ -44,7 +44,8 @@ part() {
 
 if [[ "$TINY" == 1 ]]; then
     PY="${PYTHON:-$HERE/.venv/bin/python}"
-    INSTALL_S=0; TESTS_S="${TESTS_S:-120}"; BENCH_S="${BENCH_S:-240}"; LM_S="${LM_S:-420}"; MT_S="${MT_S:-300}"
+    # generous boxes: on this shared 2-core machine under load a fairseq command can take a minute to start
+    INSTALL_S=0; TESTS_S="${TESTS_S:-300}"; BENCH_S="${BENCH_S:-900}"; LM_S="${LM_S:-1200}"; MT_S="${MT_S:-1200}"
     LM_SETTINGS=(SMOKE=1 SMOKE_UPDATES=12 PARALLEL=0 DEVICE_ARGS=--cpu "TRAIN_ARGS=--patience 2")
     MT_SETTINGS=(SMOKE=1 SMOKE_UPDATES=12 PARALLEL=0 DEVICE_ARGS=--cpu "TRAIN_ARGS=--patience 2")
     TEST_ARGS=(tests/gpu)
