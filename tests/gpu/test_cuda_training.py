@@ -48,7 +48,9 @@ def test_every_structure_trains_on_cuda_with_fp16(translation_data, tmp_path, st
     counts = {k for r in inner for k in r if k.endswith("_ran")}
     assert counts, f"no count of what ran is logged for {structure}: {sorted(inner[-1])}"
     full = {k: max(r[k] for r in inner if k in r) for k in counts}
-    assert any(sum(r[k] for r in inner if k in r) < full[k] * len(inner) for k in counts), (structure, full)
+    skipped = any(sum(r[k] for r in inner if k in r) < full[k] * len(inner) for k in counts)
+    # "head" drops attention heads inside layers that all run: its logged counts stay full
+    assert skipped == (structure != "head"), (structure, full)
 
 
 def test_gates_train_with_their_criterion_on_cuda(lm_data, tmp_path):
