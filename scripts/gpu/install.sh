@@ -26,7 +26,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     echo "$base_site" > "$venv_site/zz_base_site.pth"   # after the venv's own packages: its numpy<2 wins
 fi
 PY="$VENV/bin/python"
-PIP=("$BASE" -m pip --python "$PY" install -q --no-index --no-deps --no-cache-dir --disable-pip-version-check)
+PIP=("$BASE" -m pip --python "$PY" install -q --no-index --no-deps --ignore-installed --no-cache-dir --disable-pip-version-check)
 if "$PY" -c 'import fairseq.data.data_utils_fast, numpy; assert numpy.__version__ < "2"' 2>/dev/null; then
     say "fairseq already in $VENV (a warm machine): only the plugin is reinstalled"
 else
