@@ -89,20 +89,20 @@ wants bench && part bench "$BENCH_S" bash -c "cd '$HERE' && '$PY' -m scripts.ben
 cp "$WORK/bench/bench.json" "$RESULTS/" 2>/dev/null
 
 # (d) convergence: the mini recipes, wider, trained until validation stops improving within the box
-recipe() {  # recipe NAME DATA_SRC SETTINGS...
-    local name=$1 data=$2; shift 2
+recipe() {  # recipe NAME DATA_SRC BOX SETTINGS...: the carried corpus copied in, then the recipe under its box
+    local name=$1 data=$2 box=$3; shift 3
     mkdir -p "$WORK/$name"
-    [[ -z "$data" ]] || cp -r "$data" "$WORK/$name/bin"
-    env "$@" OUT="$WORK/$name" PYTHON="$PY" bash "$HERE/recipes/$name.sh"
+    [[ -z "$data" || -d "$WORK/$name/bin" ]] || cp -r "$data" "$WORK/$name/bin"
+    part "${name#mini_}" "$box" env "$@" OUT="$WORK/$name" PYTHON="$PY" bash "$HERE/recipes/$name.sh"
 }
 if wants lm; then
-part lm "$LM_S" recipe mini_lm "$LM_DATA_SRC" "${LM_SETTINGS[@]}"
+recipe mini_lm "$LM_DATA_SRC" "$LM_S" "${LM_SETTINGS[@]}"
 "$PY" -m scripts.gpu.convergence "$WORK/mini_lm" layerdrop baseline scratch4 gated --out "$WORK/mini_lm/convergence" \
     > "$LOGS/lm_convergence.log" 2>&1
 cp "$WORK/mini_lm/results.png" "$RESULTS/lm.png" 2>/dev/null
 fi
 if wants mt; then
-part mt "$MT_S" recipe mini_mt "$MT_DATA_SRC" "${MT_SETTINGS[@]}"
+recipe mini_mt "$MT_DATA_SRC" "$MT_S" "${MT_SETTINGS[@]}"
 "$PY" -m scripts.gpu.convergence "$WORK/mini_mt" layerdrop baseline --out "$WORK/mini_mt/convergence" \
     > "$LOGS/mt_convergence.log" 2>&1
 cp "$WORK/mini_mt/results_both/results.png" "$RESULTS/mt.png" 2>/dev/null
