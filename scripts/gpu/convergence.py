@@ -33,8 +33,10 @@ def fields(rest):
 
 
 def curve(log_path):
-    """One row per validated epoch: epoch, updates, training seconds so far, validation perplexity."""
-    train, rows = {}, []
+    """One row per validated epoch: epoch, updates, training seconds so far, validation perplexity.
+
+    fairseq logs an epoch's validation before its training summary; a rerun appends, so later lines win."""
+    train, valid = {}, {}
     with open(log_path, errors="replace") as f:
         for line in f:
             match = LINE.search(line)
@@ -43,11 +45,10 @@ def curve(log_path):
             kind, epoch, rest = match.group(1), int(match.group(2)), match.group(3)
             if kind == "train":
                 train[epoch] = fields(rest)
-            elif "valid on 'valid' subset" in rest and epoch in train:
-                valid = fields(rest.split("subset", 1)[1])
-                rows.append({"epoch": epoch, "updates": int(train[epoch].get("num_updates", 0)),
-                             "train_seconds": train[epoch].get("train_wall", 0.0), "valid_ppl": valid.get("ppl")})
-    return rows
+            elif "valid on 'valid' subset" in rest:
+                valid[epoch] = fields(rest.split("subset", 1)[1])
+    return [{"epoch": e, "updates": int(train[e].get("num_updates", 0)), "train_seconds": train[e].get("train_wall", 0.0),
+             "valid_ppl": valid[e].get("ppl")} for e in sorted(train) if e in valid]
 
 
 def at_or_before(rows, key, limit):
