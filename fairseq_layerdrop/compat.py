@@ -1,4 +1,12 @@
-"""The one place that adapts fairseq 0.12 to current torch, and plugin checkpoints to fairseq.
+"""Every adaptation of fairseq's internals in the plugin, listed in one place, and the fairseq it was tested with.
+
+The plugin subclasses fairseq's models, tasks and criterions through their public hooks. Where it has to
+reach further, into fairseq's (or torch's) internals, it is listed here; these are what may break with
+another fairseq. At import we log one warning when the installed fairseq is not one of
+``TESTED_FAIRSEQ_VERSIONS`` (the fork ``fairseq-fixed`` 0.12.3.1 reports ``fairseq.__version__ ==
+"0.12.3.1"``; upstream 0.12.2 does not import on Python 3.11). ``make test`` checks all of them.
+
+In this module (patches applied at import):
 
 1. torch >= 2.6 unpickles checkpoints with ``weights_only=True``. Checkpoints of fairseq's
    argparse-configured ("legacy") architectures, such as ``transformer`` and ours, hold an
@@ -13,22 +21,64 @@
    ``Unsupported global: GLOBAL fairseq_layerdrop.compat.LoadWithUserDirArgs``, and an unsafe
    ``torch.load`` imports the plugin by itself (or says ``No module named 'fairseq_layerdrop'``).
    Legacy models store their config as an ``argparse.Namespace`` before anything else, so its
-   class is the mark; config models (the LM) store only plain values before the model's state
-   dict, so that dict carries a ``LoadWithUserDirMark`` attribute (fairseq keeps a state dict's
-   attributes when it moves it to the CPU for saving, as it must for torch's ``_metadata``).
+   class is the mark (``models/transformer_layerdrop.py`` swaps the class of fairseq's ``args``);
+   config models (the LM) store only plain values before the model's state dict, so that dict
+   carries a ``LoadWithUserDirMark`` attribute (``models/transformer_lm_layerdrop.py``'s
+   ``state_dict``; fairseq keeps a state dict's attributes when it moves it to the CPU for saving,
+   as it must for torch's ``_metadata``).
 
-3. c10d DDP on CPU, and unused parameters under LayerDrop (see below).
+3. c10d DDP: fairseq's ``models/distributed_fairseq_model.py`` looks up ``DistributedDataParallel``
+   in its module at call time; we replace that module attribute with a subclass (below) that drops
+   device ids for a CPU module and finds unused parameters when LayerDrop skips some.
 
 4. ``checkpoint_utils.load_model_ensemble_and_task`` is wrapped so that a pruning option passed
    as an override (the hub's ``from_pretrained(..., prune_to=3)``, ``--model-overrides``) that no
-   model read is refused instead of loading the full model silently (see below).
+   model read is refused instead of loading the full model silently (below).
 
-5. Whether fairseq builds a model to train or to load a checkpoint into (below).
+5. ``fairseq.models.build_model`` is wrapped to record its ``from_checkpoint`` flag, so that checks
+   of training flags (``--layer-gates`` needs a gated criterion) run when fairseq-train builds a
+   model but not when a checkpoint is loaded (below).
+
+Elsewhere in the package (overrides that rely on fairseq 0.12's internals):
+
+6. Per-instance ``upgrade_state_dict`` (``pruning/on_load.py``, ``install_prune_on_load``): pruning at
+   load time replaces a model's ``upgrade_state_dict`` on the instance, relying on fairseq's
+   ``BaseFairseqModel.load_state_dict`` calling ``self.upgrade_state_dict(state_dict)`` first.
+
+7. Private argparse API (``tasks/prune_on_load_task.py``, ``add_args``): the task removes a flag that
+   a model already defined (``transformer``'s ``--encoder-layers-to-keep``) with
+   ``parser._option_string_actions`` and ``container._remove_action``, because fairseq parses model
+   and task flags with one parser and would silently keep the first definition.
+
+8. Block-wise layer forward (``modules/structured_layer.py``): to drop one sub-layer or some heads,
+   ``encoder_layer_forward`` / ``decoder_layer_forward`` run fairseq 0.12's
+   ``TransformerEncoderLayerBase.forward`` / ``TransformerDecoderLayerBase.forward`` block by block
+   in terms of the layer's submodules (``self_attn``, ``fc1``/``fc2``, layer norms, dropout modules,
+   ``normalize_before``); dropped heads scale rows of ``MultiheadAttention.v_proj`` (using its
+   ``head_dim``). A change of fairseq's layer forward must be mirrored there; the tests compare the
+   two with nothing dropped.
+
+9. The layer list of a stack (``modules/layer_drop.py`` ``attach_layerdrop``, ``modules/layer_gates.py``
+   ``add_layer_gates``, ``pruning/validation.py`` ``running_layers``): after fairseq builds a
+   ``TransformerEncoderBase`` / ``TransformerDecoderBase``, its ``layers`` attribute (fairseq's
+   ``nn.ModuleList`` or ``LayerDropModuleList``) is replaced by the plugin's list (``running_layers``
+   also sets ``num_layers``); this relies on the stacks' forward iterating ``self.layers``.
+
+10. Pruning at build time (``pruning/on_load.py``, ``build_pruned_model``) writes
+   ``{encoder,decoder}_layers`` into fairseq's model config (dataclass or ``argparse.Namespace``) and
+   clears fairseq's own ``*_layers_to_keep`` fields there, so that fairseq's ``prune_state_dict``
+   never runs.
 """
 
 import argparse
+import logging
 
 import torch
+
+logger = logging.getLogger(__name__)
+
+# What fairseq.__version__ reports for the fairseq this plugin was tested with (setup.py pins fairseq-fixed 0.12.3.1).
+TESTED_FAIRSEQ_VERSIONS = ("0.12.3.1",)
 
 
 class LoadWithUserDirArgs(argparse.Namespace):
@@ -190,3 +240,25 @@ def record_from_checkpoint():
 
 
 record_from_checkpoint()
+
+
+def check_fairseq_version(version=None) -> bool:
+    """Log one warning if the installed fairseq (or ``version``) is not one the plugin was tested with."""
+    if version is None:
+        import fairseq
+
+        version = getattr(fairseq, "__version__", "unknown")
+    if version in TESTED_FAIRSEQ_VERSIONS:
+        return True
+    logger.warning(
+        f"fairseq-layerdrop was tested with fairseq {', '.join(TESTED_FAIRSEQ_VERSIONS)} (fairseq-fixed); the "
+        f"installed fairseq is {version}. The plugin adapts fairseq internals that may have changed: checkpoint "
+        f"loading under torch's safe unpickler, the DDP wrapper, pruning on load through upgrade_state_dict, a "
+        f"private argparse API in the task's flags, and the block-wise layer forward of --layerdrop-structure "
+        f"(a copy of fairseq 0.12's layer forward). Run its tests (make test) before relying on it; the list is in "
+        f"fairseq_layerdrop/compat.py."
+    )
+    return False
+
+
+check_fairseq_version()

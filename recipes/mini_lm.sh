@@ -47,6 +47,8 @@ SEARCH_BUDGET="${SEARCH_BUDGET:-70}"  # most validation evaluations per depth of
 SEARCH_BATCHES="${SEARCH_BATCHES:-4}"  # the search scores the first N batches of 4,096 valid tokens (0: all 70k)
 DEPTHS="${DEPTHS:-}"         # depths of the sweep (default: every depth 1..8)
 PARALLEL="${PARALLEL:-1}"    # 1: train (and sweep) the models at the same time, one thread each
+DEVICE_ARGS="${DEVICE_ARGS---cpu}"  # fairseq-train's device flags (scripts/gpu_check.sh: "--fp16" on a GPU)
+TRAIN_ARGS="${TRAIN_ARGS-}"  # more fairseq-train flags, e.g. "--patience 3 --stop-time-hours 0.02" (docs/gpu.md)
 # name : decoder layers : LayerDrop rate
 MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0" "gated:$LAYERS:0.5")
 SEARCHED=(layerdrop baseline)  # models whose sweep includes the layers searched on validation
@@ -87,6 +89,8 @@ if [[ -n "$EVAL_SENTENCES" ]]; then  # the first N sentences of $SUBSET, binariz
     fi
 fi
 
+[[ "${STOP_AFTER:-}" == data ]] && { say "data ready in $OUT/bin (STOP_AFTER=data)"; exit 0; }
+
 # 2. training: the same budget for every model
 train() {
     local name=$1 layers=$2 rate=$3 extra=()
@@ -100,7 +104,7 @@ train() {
         --tokens-per-sample "$BLOCK" --sample-break-mode none --max-tokens "$TOKENS" \
         --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 --lr 0.002 \
         --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --num-workers 0 \
-        --max-update "$UPDATES" --seed "$SEED" --update-epoch-batch-itr True --cpu --no-epoch-checkpoints \
+        --max-update "$UPDATES" --seed "$SEED" --update-epoch-batch-itr True $DEVICE_ARGS $TRAIN_ARGS --no-epoch-checkpoints \
         --save-dir "$OUT/$name" --log-format simple --log-interval 25 "${extra[@]}" >> "$OUT/$name/train.log" 2>&1 \
         || { say "training $name failed; see $OUT/$name/train.log"; return 1; }
     say "$name trained: $(grep -E '\| valid \|' "$OUT/$name/train.log" | tail -1 | sed 's/.*| valid |//')"

@@ -41,6 +41,8 @@ STACKS="${STACKS:-both encoder decoder}"  # which stacks to prune in the sweeps
 # name : LayerDrop rate of each stack
 MODELS=("layerdrop:0.5" "baseline:0")
 PARALLEL="${PARALLEL:-1}"    # 1: train (and sweep) the models at the same time, one thread each
+DEVICE_ARGS="${DEVICE_ARGS---cpu}"  # fairseq-train's device flags (scripts/gpu_check.sh: "--fp16" on a GPU)
+TRAIN_ARGS="${TRAIN_ARGS-}"  # more fairseq-train flags, e.g. "--patience 3 --stop-time-hours 0.02" (docs/gpu.md)
 VOCAB=6000
 DICTIONARY="${DICTIONARY:-}"  # the de-en file; empty: download the Debian package into $OUT/deb
 if [[ "${SMOKE:-0}" == 1 ]]; then
@@ -73,6 +75,8 @@ if [[ ! -f "$OUT/bin/dict.en.txt" ]]; then
     rm -rf "$OUT/bin" && mv "$OUT/bin.tmp" "$OUT/bin"
 fi
 
+[[ "${STOP_AFTER:-}" == data ]] && { say "data ready in $OUT/bin (STOP_AFTER=data)"; exit 0; }
+
 # 2. training: the same budget for both models
 train() {
     local name=$1 rate=$2
@@ -86,7 +90,7 @@ train() {
         --share-all-embeddings $NORM --dropout 0.2 --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
         --max-tokens "$TOKENS" --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 --lr "$LR" \
         --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --num-workers 0 \
-        --max-update "$UPDATES" --seed "$SEED" --update-epoch-batch-itr True --cpu --no-epoch-checkpoints \
+        --max-update "$UPDATES" --seed "$SEED" --update-epoch-batch-itr True $DEVICE_ARGS $TRAIN_ARGS --no-epoch-checkpoints \
         --save-dir "$OUT/$name" --log-format simple --log-interval 25 >> "$OUT/$name/train.log" 2>&1 \
         || { say "training $name failed; see $OUT/$name/train.log"; return 1; }
     say "$name trained: $(grep -E '\| valid \|' "$OUT/$name/train.log" | tail -1 | sed 's/.*| valid |//')"
