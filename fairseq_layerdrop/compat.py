@@ -89,3 +89,22 @@ def use_layerdrop_ddp():
 
 
 use_layerdrop_ddp()
+
+
+# 4. Cropping a decoder layer's cache of keys and values (self-speculative decoding) ---------------
+# fairseq's MultiheadAttention keeps, in the incremental state, under its own id, "prev_key" and
+# "prev_value" of shape (batch, heads, positions, head dim) and "prev_key_padding_mask" (batch, positions)
+# or None; fairseq itself only reorders them (beam search). Rejected drafts must be forgotten, so we cut
+# them along the positions, through the module's own buffer accessors.
+
+def crop_self_attention_cache(attention, incremental_state, length):
+    """Keep the first ``length`` positions of a self-attention module's cached keys and values."""
+    buffer = attention._get_input_buffer(incremental_state)
+    if not buffer or "prev_key" not in buffer:
+        return
+    for key in ("prev_key", "prev_value"):
+        buffer[key] = buffer[key][:, :, :length]
+    mask = buffer.get("prev_key_padding_mask")
+    if mask is not None:
+        buffer["prev_key_padding_mask"] = mask[:, :length]
+    attention._set_input_buffer(incremental_state, buffer)
