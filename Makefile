@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Every pip call (and every isolated build environment) resolves torch to the local CPU build.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install test test-fast test-all demo bench clean
 
 install: $(STAMP)
 
@@ -19,20 +19,26 @@ $(STAMP): setup.py constraints.txt
 	$(BIN)/pip install --no-build-isolation -e '.[test]'
 	touch $@
 
+# The suite CI runs: tests/unit, tests/integration and tests/recipes, without the tests marked slow.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# Pure tests only (no fairseq command run): under a minute.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+# Everything, with the slow smoke runs of the mini recipes.
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q tests --run-slow
 
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m scripts.demo
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_train.py
-	$(BIN)/python scripts/bench_inference.py
-	$(BIN)/python scripts/bench_structures.py --in-process
-	$(BIN)/python scripts/bench_gates.py
+	$(BIN)/python -m scripts.bench.train
+	$(BIN)/python -m scripts.bench.inference
+	$(BIN)/python -m scripts.bench.structures --in-process
+	$(BIN)/python -m scripts.bench.gates
 
 clean:
 	rm -rf $(VENV) demo_out bench_out

@@ -28,8 +28,10 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "fairseq-layerdrop-dir = fairseq_layerdrop.user_dir:main",
-            "fairseq-layerdrop-prune = fairseq_layerdrop.pruning.export:main",
+            "fairseq-layerdrop = fairseq_layerdrop.cli.main:main",
+            # the two commands of earlier releases, kept as aliases of `fairseq-layerdrop dir` / `prune`
+            "fairseq-layerdrop-dir = fairseq_layerdrop.cli.dir:main",
+            "fairseq-layerdrop-prune = fairseq_layerdrop.cli.prune:main",
         ]
     },
     classifiers=["License :: OSI Approved :: MIT License", "Programming Language :: Python :: 3"],

@@ -73,7 +73,7 @@ stage_data() {
     else
         local lists
         lists=$(dirname "$(find_one all_train.txt)")
-        run_py cnn_dm_stories.py "$DATA" "$lists" "$raw"
+        run_module data.cnn_dm_stories "$DATA" "$lists" "$raw"
     fi
     for split in train val test; do
         same_lines "$raw/$split.source" "$raw/$split.target"
@@ -89,12 +89,12 @@ stage_data() {
 stage_bpe() {
     local bpe=$WORK_DIR/bpe split side
     mkdir -p "$bpe"
-    run_py sentencepiece_bpe.py train --model "$bpe/spm" --vocab-size "$SPM_VOCAB" \
+    run_module data.sentencepiece_bpe train --model "$bpe/spm" --vocab-size "$SPM_VOCAB" \
         "$WORK_DIR/raw/train.source" "$WORK_DIR/raw/train.target"
     for split in train val test; do
         for side in source target; do
             echo "encoding $split.$side"
-            run_py sentencepiece_bpe.py encode --model "$bpe/spm.model" < "$WORK_DIR/raw/$split.$side" > "$bpe/$split.$side"
+            run_module data.sentencepiece_bpe encode --model "$bpe/spm.model" < "$WORK_DIR/raw/$split.$side" > "$bpe/$split.$side"
         done
     done
 }
@@ -132,7 +132,7 @@ stage_eval() {
         --bpe sentencepiece --sentencepiece-model "$WORK_DIR/bpe/spm.model" --required-batch-size-multiple 1 \
         "${EVAL_HW_ARGS[@]}" $GEN_ARGS > "$out/generate.out"
     tail -n 2 "$out/generate.out"
-    run_py score_rouge.py --generate "$out/generate.out" --ref "$WORK_DIR/raw/test.target" --json > "$out/rouge.json"
+    run_module scoring.rouge --generate "$out/generate.out" --ref "$WORK_DIR/raw/test.target" --json > "$out/rouge.json"
     "$PYTHON" - "$out" <<'EOF'
 import json, os, sys
 out = sys.argv[1]
@@ -144,7 +144,7 @@ EOF
 }
 
 stage_sweep() {
-    run_py depth_sweep.py "$WORK_DIR/checkpoints/checkpoint_best.pt" "$WORK_DIR/data-bin" --out "$WORK_DIR/sweep" \
+    layerdrop sweep "$WORK_DIR/checkpoints/checkpoint_best.pt" "$WORK_DIR/data-bin" --out "$WORK_DIR/sweep" \
         --stack "$SWEEP_STACK" --depths "$SWEEP_DEPTHS" --strategies "$SWEEP_STRATEGIES" --subset test \
         --metric ROUGE-L --fairseq-args "--source-lang source --target-lang target --truncate-source \
 --max-source-positions $MAX_SOURCE_POSITIONS --beam $BEAM --lenpen $LENPEN --bpe sentencepiece \
@@ -154,7 +154,7 @@ stage_sweep() {
 stage_table() {
     local paper=(ROUGE-1=40.5 ROUGE-2=17.9 ROUGE-L=37.1)
     [[ $DECODER_LAYERS == 8 ]] && paper=(ROUGE-1=41.1 ROUGE-2=18.1 ROUGE-L=37.5)
-    run_py results_table.py \
+    run_module scoring.results_table \
         --title "CNN/DailyMail, $ENCODER_LAYERS + $DECODER_LAYERS layers$([[ $SMOKE == 1 ]] && echo ' (smoke run: tiny data and model)' || true)" \
         --note "Paper: Fan et al. 2019 Table 2 (LayerDrop 0.2, 6 + $([[ $DECODER_LAYERS == 8 ]] && echo 8 || echo 6) layers); this run: $ARCH $MODEL_ARGS" \
         --scores "$WORK_DIR/eval/scores.json" --paper "${paper[@]}" \

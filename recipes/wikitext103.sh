@@ -101,7 +101,7 @@ stage_eval() {
         "$FAIRSEQ_BIN/fairseq-eval-lm" "$WORK_DIR/data-bin" --user-dir "$USER_DIR" \
             --task language_modeling_layerdrop --path "$WORK_DIR/checkpoints/checkpoint_best.pt" \
             --gen-subset "$subset" "${EVAL_HW_ARGS[@]}" $EVAL_ARGS 2>&1 | tee "$out/$subset.log"
-        run_py perplexity.py "$out/$subset.log" --json > "$out/$subset.json"
+        run_module scoring.perplexity "$out/$subset.log" --json > "$out/$subset.json"
     done
     "$PYTHON" - "$out" <<'EOF'
 import json, os, sys
@@ -114,13 +114,13 @@ EOF
 }
 
 stage_sweep() {
-    run_py depth_sweep.py "$WORK_DIR/checkpoints/checkpoint_best.pt" "$WORK_DIR/data-bin" --out "$WORK_DIR/sweep" \
+    layerdrop sweep "$WORK_DIR/checkpoints/checkpoint_best.pt" "$WORK_DIR/data-bin" --out "$WORK_DIR/sweep" \
         --depths "$SWEEP_DEPTHS" --strategies "$SWEEP_STRATEGIES" --subset valid \
         --fairseq-args "${EVAL_HW_ARGS[*]} $EVAL_ARGS"
 }
 
 stage_table() {
-    run_py results_table.py \
+    run_module scoring.results_table \
         --title "WikiText-103, $ARCH$([[ $SMOKE == 1 ]] && echo ' (smoke run: tiny data and model)' || true)" \
         --note "Paper: Fan et al. 2019 Table 3 (16 layers, LayerDrop 0.2) and the every-other pruning to 8 layers; this run: $ARCH $MODEL_ARGS" \
         --scores "$WORK_DIR/eval/scores.json" --paper "test perplexity, full depth=18.3" \

@@ -36,8 +36,8 @@ setting MAX_EPOCH 0 2 "--max-epoch (0: no limit)"
 setting SEED 1 1 "--seed"
 setting TRAIN_ARGS "" "--log-interval 5" "extra fairseq-train flags"
 setting AVERAGE_N 10 2 "epoch checkpoints to average (scaling_nmt README: the last 10)"
-setting AVERAGE_SCRIPT "$SCRIPTS/average_checkpoints.py" "$SCRIPTS/average_checkpoints.py" \
-    "checkpoint averager (fairseq's scripts/average_checkpoints.py takes the same flags)"
+setting AVERAGE_SCRIPT "" "" \
+    "fairseq's scripts/average_checkpoints.py to average with (same flags); empty: fairseq-layerdrop average"
 setting BEAM 8 2 "beam size (examples/layerdrop/README.md: 8)"
 setting LENPEN 0.4 0.4 "length penalty (examples/layerdrop/README.md: 0.4)"
 setting GEN_ARGS "--batch-size 64" "--batch-size 64 --max-len-a 1.2 --max-len-b 10" "extra fairseq-generate flags"
@@ -94,7 +94,7 @@ stage_bpe() {
     for split in train valid test; do
         for l in en de; do
             echo "tokenizing $split.$l"
-            run_py moses.py tokenize --lang "$l" --workers "$WORKERS" < "$WORK_DIR/raw/$split.$l" > "$tok/$split.$l"
+            run_module data.moses tokenize --lang "$l" --workers "$WORKERS" < "$WORK_DIR/raw/$split.$l" > "$tok/$split.$l"
         done
     done
     echo "learning $BPE_TOKENS joint BPE merges"
@@ -140,7 +140,9 @@ stage_train() {
 }
 
 stage_average() {
-    "$PYTHON" "$AVERAGE_SCRIPT" --inputs "$WORK_DIR/checkpoints" --num-epoch-checkpoints "$AVERAGE_N" \
+    local average=(layerdrop average)
+    [[ -z $AVERAGE_SCRIPT ]] || average=("$PYTHON" "$AVERAGE_SCRIPT")
+    "${average[@]}" --inputs "$WORK_DIR/checkpoints" --num-epoch-checkpoints "$AVERAGE_N" \
         --output "$WORK_DIR/checkpoints/checkpoint_avg.pt"
 }
 
@@ -152,9 +154,9 @@ stage_eval() {
         --path "$WORK_DIR/checkpoints/checkpoint_avg.pt" --gen-subset test --beam "$BEAM" --lenpen "$LENPEN" \
         --remove-bpe --required-batch-size-multiple 1 "${EVAL_HW_ARGS[@]}" $GEN_ARGS > "$out/generate.out"
     tail -n 2 "$out/generate.out"
-    run_py score_bleu.py "$out/generate.out" --json > "$out/compound_split.json"
-    run_py score_bleu.py "$out/generate.out" --no-compound-split --json > "$out/tokenized.json"
-    run_py score_bleu.py "$out/generate.out" --ref "$WORK_DIR/raw/newstest2014.ref.de" --lang de --json \
+    run_module scoring.bleu "$out/generate.out" --json > "$out/compound_split.json"
+    run_module scoring.bleu "$out/generate.out" --no-compound-split --json > "$out/tokenized.json"
+    run_module scoring.bleu "$out/generate.out" --ref "$WORK_DIR/raw/newstest2014.ref.de" --lang de --json \
         > "$out/sacrebleu.json"
     "$PYTHON" - "$out" <<'EOF'
 import json, os, sys
@@ -168,7 +170,7 @@ EOF
 }
 
 stage_sweep() {
-    run_py depth_sweep.py "$WORK_DIR/checkpoints/checkpoint_avg.pt" "$WORK_DIR/data-bin" --out "$WORK_DIR/sweep" \
+    layerdrop sweep "$WORK_DIR/checkpoints/checkpoint_avg.pt" "$WORK_DIR/data-bin" --out "$WORK_DIR/sweep" \
         --stack "$SWEEP_STACK" --depths "$SWEEP_DEPTHS" --strategies "$SWEEP_STRATEGIES" --subset test \
         --fairseq-args "--beam $BEAM --lenpen $LENPEN --remove-bpe ${EVAL_HW_ARGS[*]} $GEN_ARGS"
 }
@@ -176,7 +178,7 @@ stage_sweep() {
 stage_table() {
     local model=12-6 paper=30.2
     [[ $ARCH == transformer_layerdrop_wmt_en_de_big ]] && model=6-6 paper=29.6
-    run_py results_table.py --title "WMT16 En-De, $ARCH$([[ $SMOKE == 1 ]] && echo ' (smoke run: tiny data and model)' || true)" \
+    run_module scoring.results_table --title "WMT16 En-De, $ARCH$([[ $SMOKE == 1 ]] && echo ' (smoke run: tiny data and model)' || true)" \
         --note "Paper: Fan et al. 2019 Table 1, Transformer $model with LayerDrop 0.2; this run: $ARCH $MODEL_ARGS" \
         --scores "$WORK_DIR/eval/scores.json" --paper "compound-split BLEU (newstest2014)=$paper" \
         --sweep "$WORK_DIR/sweep/sweep.csv" --sweep-metric "BLEU of $SWEEP_STACK depths on newstest2014, tokenized" \

@@ -6,7 +6,7 @@ by ``fairseq-eval-lm`` at depths 8, 7, ..., 1, keeping evenly spaced layers, and
 depth_plot.png) shows depth, kept layers, parameters and test perplexity of each. Pruning is the plugin's task option
 (``--task language_modeling_layerdrop --decoder-layers-to-keep ...``). About 5 minutes on 2 CPU cores.
 
-    python scripts/demo.py [--out demo_out] [--epochs 20]
+    python -m scripts.demo [--out demo_out] [--epochs 20]
 """
 
 import argparse
@@ -18,14 +18,10 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-import toy_data  # noqa: E402
-from depth_sweep import plot  # noqa: E402
-from fairseq_in_process import PLUGIN  # noqa: E402
-
-from fairseq_layerdrop.pruning import kept_layers  # noqa: E402
+from fairseq_layerdrop.cli.in_process import PLUGIN
+from fairseq_layerdrop.cli.sweep import plot
+from fairseq_layerdrop.pruning import kept_layers
+from scripts.data import toy_data
 
 BIN = os.path.dirname(sys.executable)
 LAYERS = 8

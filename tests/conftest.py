@@ -1,16 +1,27 @@
-"""Shared fixtures: tiny generated corpora binarized by fairseq-preprocess, and a runner for
-fairseq's own command-line tools with the plugin passed as --user-dir."""
+"""Shared fixtures: tiny generated corpora binarized by fairseq-preprocess's own code (in this process: the
+unit tests run no fairseq command), and checkpoints trained by fairseq-train with the plugin as --user-dir."""
 
-import os
-import sys
+import logging
 
 import pytest
 
-from tests.helpers import PLUGIN, ROOT, TRAIN_COMMON, fairseq  # noqa: E402
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from scripts.data import toy_data
+from tests.helpers import PLUGIN, TRAIN_COMMON, fairseq
 
-import toy_data  # noqa: E402
 
+def preprocess(*args):
+    """``fairseq-preprocess ARGS...`` run in this process (its ``main``, as the console command calls it)."""
+    from fairseq import options
+    from fairseq_cli import preprocess as fairseq_preprocess
+
+    logger = logging.getLogger("fairseq_cli.preprocess")
+    handlers = list(logger.handlers)
+    try:
+        fairseq_preprocess.main(options.get_preprocessing_parser().parse_args([str(a) for a in args]))
+    finally:
+        for handler in logger.handlers[len(handlers):]:  # the log file it opens in the destination directory
+            logger.removeHandler(handler)
+            handler.close()
 
 
 def pytest_addoption(parser):
@@ -19,6 +30,12 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long runs, skipped unless --run-slow")
+    # The tests' models are tiny: one thread computes them faster than two that contend for a shared 2-core
+    # machine (test_each_layer_is_skipped_at_rate_p: 4 s instead of 90 s under load). fairseq's commands
+    # run by tests.helpers.fairseq get the same through OMP_NUM_THREADS.
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -34,8 +51,8 @@ def pytest_collection_modifyitems(config, items):
 def translation_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("translation")
     toy_data.write_translation(str(root / "raw"), train=600, valid=100, test=50)
-    fairseq(
-        "fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt",
+    preprocess(
+        "--source-lang", "src", "--target-lang", "tgt",
         "--trainpref", root / "raw/train", "--validpref", root / "raw/valid", "--testpref", root / "raw/test",
         "--destdir", root / "bin", "--workers", "1",
     )
@@ -46,13 +63,12 @@ def translation_data(tmp_path_factory):
 def lm_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("lm")
     toy_data.write_lm(str(root / "raw"), train=800, valid=100, test=100)
-    fairseq(
-        "fairseq-preprocess", "--only-source", "--trainpref", root / "raw/train.txt",
+    preprocess(
+        "--only-source", "--trainpref", root / "raw/train.txt",
         "--validpref", root / "raw/valid.txt", "--testpref", root / "raw/test.txt",
         "--destdir", root / "bin", "--workers", "1",
     )
     return root / "bin"
-
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,15 @@
 """What tests share besides fixtures: paths, a runner for fairseq's console commands with the plugin
-as --user-dir, and a reader of fairseq's JSON log lines. Import as `from tests.helpers import ...`."""
+as --user-dir, a reader of fairseq's JSON log lines, and in-process runs (a command's ``main``, a model
+built or loaded as fairseq's commands would). Import as `from tests.helpers import ...`."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+
+from fairseq_layerdrop.cli.in_process import build_model, load_models  # noqa: F401  (for the tests)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(ROOT, "fairseq_layerdrop")
@@ -18,7 +23,7 @@ def fairseq(command, *args, check=True, cwd=None):
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={"OMP_NUM_THREADS": "1", **os.environ, "PYTHONWARNINGS": "ignore"},  # tiny models: see conftest
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{command} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
@@ -50,8 +55,22 @@ TRAIN_COMMON = [
 ]
 
 
-def build_model(data_dir, *args):
-    """``(model, task)`` built in this process as ``fairseq-train DATA_DIR --user-dir PLUGIN --cpu ARGS...`` would."""
-    from scripts.fairseq_in_process import build_model as build  # moves into the package with the layout issue
-
-    return build(data_dir, *args)
+def run_main(main, *args, check=True):
+    """Call a command's ``main(argv)`` in this process and return what ``subprocess.run`` would: its exit code
+    (a ``sys.exit("message")`` gives 1 with the message on stderr, as Python prints it), stdout and stderr."""
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv) or 0  # a main that returns its exit status
+        except SystemExit as exit:
+            if isinstance(exit.code, str):
+                print(exit.code, file=sys.stderr)
+                code = 1
+            else:
+                code = exit.code or 0
+    proc = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"{main.__module__} failed ({code}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc

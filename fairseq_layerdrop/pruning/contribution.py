@@ -5,7 +5,7 @@ contribution is the mean over (non-padding) tokens of 1 - cos(input, output) of 
 (its whole residual block, including the block's layer norm); ``--prune-strategy
 contribution:SCORES.json`` keeps the R highest-scoring layers in their original order. Models
 trained without LayerDrop (fairseq's own ``transformer``, ``transformer_lm``) work as well.
-Scores are computed by ``scripts/layer_contributions.py`` (one forward pass over the sample at
+Scores are computed by ``fairseq-layerdrop contributions`` (one forward pass over the sample at
 full depth) and saved, so every consumer of a strategy (tasks, export, sweep) can read them.
 """
 
@@ -75,7 +75,7 @@ def contribution(num_layers: int, keep: int, stack: str = "decoder", argument=No
             entry = json.load(f)["stacks"][stack]
     except (OSError, ValueError, KeyError) as error:
         raise PruningError(f"--prune-strategy contribution:{argument}: no scores for the {stack} ({error}); "
-                           f"run scripts/layer_contributions.py --stack {stack}") from None
+                           f"run fairseq-layerdrop contributions --stack {stack}") from None
     scores = entry["scores"]
     if len(scores) != num_layers:
         raise PruningError(f"--prune-strategy contribution:{argument} scores a {stack} of {len(scores)} layers; "

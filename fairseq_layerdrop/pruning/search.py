@@ -89,7 +89,7 @@ def save_search_result(path: str, stack: str, num_layers: int, keep: int, kept: 
 
 @register_strategy("search", needs=("argument",))
 def searched(num_layers: int, keep: int, stack: str = "decoder", argument=None, **context) -> List[int]:
-    """``search:RESULT.json``: the kept list that ``scripts/search_layers.py`` saved for this stack and depth."""
+    """``search:RESULT.json``: the kept list that ``fairseq-layerdrop search`` saved for this stack and depth."""
     try:
         with open(argument) as f:
             stacks = json.load(f)["stacks"]
@@ -99,7 +99,7 @@ def searched(num_layers: int, keep: int, stack: str = "decoder", argument=None, 
     if entry is None or str(keep) not in entry["kept"]:
         have = sorted(int(k) for k in (entry or {}).get("kept", {}))
         raise PruningError(f"--prune-strategy search:{argument} has no result for the {stack} at depth {keep} "
-                           f"(it has depths {have}); run scripts/search_layers.py --stack {stack} --keep {keep}")
+                           f"(it has depths {have}); run fairseq-layerdrop search --stack {stack} --keep {keep}")
     if entry["num_layers"] != num_layers:
         raise PruningError(f"--prune-strategy search:{argument} was searched on a {stack} of {entry['num_layers']} "
                            f"layers; this one has {num_layers}")

@@ -11,7 +11,6 @@ set -euo pipefail
 
 RECIPES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOT=$(dirname "$RECIPES_DIR")
-SCRIPTS=$ROOT/scripts
 USER_DIR=$ROOT/fairseq_layerdrop
 
 SETTINGS=()
@@ -111,7 +110,7 @@ Usage: bash recipes/$(basename "$RECIPE_SCRIPT") [--smoke] [--data-dir DIR] [--w
   --work-dir DIR   where every output goes (default ./recipe_out/$RECIPE, or ..._smoke)
   --stage NAME     run only this stage (repeatable, or a comma list); its earlier stages must be done
   --force          rerun the selected stages even if they are done
-  --smoke          every stage on a tiny sample in the real format (made by scripts/recipe_samples.py
+  --smoke          every stage on a tiny sample in the real format (made by scripts/data/recipe_samples.py
                    unless --data-dir is given) with tiny model dimensions: a few minutes on a CPU
 
 Stages, in order (each is skipped when WORK_DIR/done/STAGE exists): ${STAGE_NAMES[*]}
@@ -140,6 +139,8 @@ recipe_run() {
     local stage earlier log rc started
     [[ -x $FAIRSEQ_BIN/fairseq-train ]] || die "no fairseq-train in $FAIRSEQ_BIN: set PYTHON to the python of \
 the environment where fairseq-layerdrop is installed (e.g. PYTHON=.venv/bin/python), or FAIRSEQ_BIN"
+    [[ -x $FAIRSEQ_BIN/fairseq-layerdrop ]] || die "no fairseq-layerdrop command in $FAIRSEQ_BIN: install this \
+checkout into that environment (pip install -e .), or set PYTHON / FAIRSEQ_BIN to one where it is installed"
     for stage in "${ONLY_STAGES[@]}"; do
         _in_list "$stage" "${STAGE_NAMES[@]}" || die "--stage $stage: no such stage; stages: ${STAGE_NAMES[*]}"
     done
@@ -173,15 +174,19 @@ the environment where fairseq-layerdrop is installed (e.g. PYTHON=.venv/bin/pyth
 }
 
 # obtain_data KIND: the source data into $DATA, unless --data-dir gave it: a sample in the real
-# format (scripts/recipe_samples.py KIND) with --smoke, else the recipe's own `download` function.
+# format (scripts/data/recipe_samples.py KIND) with --smoke, else the recipe's own `download` function.
 obtain_data() {
     if [[ -n $DATA_DIR ]]; then echo "data from --data-dir $DATA_DIR"
-    elif [[ $SMOKE == 1 ]]; then run_py recipe_samples.py "$1" "$DATA"
+    elif [[ $SMOKE == 1 ]]; then run_module data.recipe_samples "$1" "$DATA"
     else download; fi
 }
 
-# run_py SCRIPT ARGS...: one of this project's scripts with the recipe's Python.
-run_py() { "$PYTHON" "$SCRIPTS/$1" "${@:2}"; }
+# run_module MODULE ARGS...: one of the repository's scripts (scripts/MODULE, e.g. data.moses), run as
+# `python -m scripts.MODULE` with the recipe's Python and this checkout on its module path.
+run_module() { PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m "scripts.$1" "${@:2}"; }
+
+# layerdrop SUBCOMMAND ARGS...: the installed command `fairseq-layerdrop` of the recipe's environment.
+layerdrop() { "$FAIRSEQ_BIN/fairseq-layerdrop" "$@"; }
 
 # subword_nmt ARGS...: the subword-nmt command (BPE) of the recipe's Python.
 subword_nmt() {

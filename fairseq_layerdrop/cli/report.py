@@ -1,0 +1,180 @@
+"""``fairseq-layerdrop report``: merge depth sweeps of several models into one table and one plot (Fan et al. Fig. 2: LayerDrop vs baseline vs
+a smaller model trained from scratch), and check the reproduction's targets on the numbers.
+
+Each input is ``LABEL=path/to/sweep.csv`` as written by ``fairseq-layerdrop sweep``. A sweep with several
+depths becomes one curve per strategy (``LABEL, strategy``); a sweep of a single depth (a model evaluated
+at its full depth) becomes one marked point. Writes ``results.csv``, ``results.md`` and ``results.png``.
+
+    fairseq-layerdrop report --out DIR --metric perplexity "LayerDrop=a/sweep.csv" "baseline=b/sweep.csv" \\
+        "4 layers from scratch=c/sweep.csv" --check-lm LayerDrop baseline "4 layers from scratch" --full 8 --half 4
+    fairseq-layerdrop report --out DIR --metric BLEU "LayerDrop=a/sweep.csv" "baseline=b/sweep.csv" \\
+        --check-mt LayerDrop baseline --full 6 --half 3
+
+Targets (from the paper's claims; issue 7): LM, pruned to half depth with every-other, LayerDrop within 15% of its
+own full-depth perplexity, the baseline at least 3x its own, LayerDrop no worse than the small model from
+scratch; LayerDrop at full depth within 5% of the baseline. MT: pruned LayerDrop keeps >= 90% of its BLEU.
+"""
+
+import argparse
+import csv
+import math
+import os
+import sys
+
+from fairseq_layerdrop.cli.sweep import quality_axis
+
+
+def read_sweep(path):
+    if not os.path.isfile(path):
+        sys.exit(f"fairseq-layerdrop report: no sweep at {path}")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        sys.exit(f"fairseq-layerdrop report: {path} has no rows")
+    for row in rows:
+        row["depth"], row["quality"] = int(row["depth"]), float(row["quality"])
+    return rows
+
+
+def parse_inputs(specs):
+    models = {}
+    for spec in specs:
+        label, sep, path = spec.rpartition("=")
+        if not sep or not label:
+            sys.exit(f"fairseq-layerdrop report: expected LABEL=path/sweep.csv, got {spec!r}")
+        models[label] = read_sweep(path)
+    return models
+
+
+def quality(models, label, depth, strategy="every-other"):
+    if label not in models:
+        sys.exit(f"fairseq-layerdrop report: no model labelled {label!r}; have {', '.join(models)}")
+    for row in models[label]:
+        if row["depth"] == depth and row["strategy"] == strategy:
+            return row["quality"]
+    sys.exit(f"fairseq-layerdrop report: {label!r} has no {strategy} result at depth {depth}")
+
+
+def lm_targets(models, layerdrop, baseline, scratch, full, half):
+    """The LM targets as (statement, measured, wanted, met)."""
+    ld_full, ld_half = quality(models, layerdrop, full), quality(models, layerdrop, half)
+    base_full, base_half = quality(models, baseline, full), quality(models, baseline, half)
+    small = quality(models, scratch, half)
+    return [
+        (f"LayerDrop pruned {full}->{half} / its full depth (ppl)", ld_half / ld_full, "<= 1.15", ld_half / ld_full <= 1.15),
+        (f"baseline pruned {full}->{half} / its full depth (ppl)", base_half / base_full, ">= 3", base_half / base_full >= 3),
+        (f"LayerDrop pruned to {half} / {half} layers from scratch (ppl)", ld_half / small, "<= 1", ld_half <= small),
+        (f"LayerDrop / baseline at full depth (ppl)", ld_full / base_full, "<= 1.05", ld_full / base_full <= 1.05),
+    ]
+
+
+def share(part, whole):
+    """``part / whole``, or NaN (a target that cannot be met) when the full-depth score is 0."""
+    return part / whole if whole else float("nan")
+
+
+def mt_targets(models, layerdrop, baseline, full, half):
+    ld = share(quality(models, layerdrop, half), quality(models, layerdrop, full))
+    base = share(quality(models, baseline, half), quality(models, baseline, full))
+    return [
+        (f"LayerDrop pruned {full}->{half}: share of its full BLEU", ld, ">= 0.90", ld >= 0.90),
+        (f"baseline pruned {full}->{half}: share of its full BLEU", base, f"< {ld:.3f} (far less)", base < ld),
+    ]
+
+
+def plot(models, metric, path, title):
+    """Quality against kept depth, a line per (model, strategy). When perplexities span more than 10x (a collapsed
+    baseline), a second panel zooms on the range within 2x of the best point, where the curves that did not
+    collapse are told apart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = [r["quality"] for rows in models.values() for r in rows]
+    zoom = metric == "perplexity" and max(values) > 10 * min(values)
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(13 if zoom else 7, 4.8), squeeze=False)
+    styles = {"every-other": "-", "top": "--", "bottom": ":", "symmetric": "-.", "search": (0, (5, 1, 1, 1)),
+              "learned": (0, (1, 1))}
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax in axes[0]:
+        for n, (label, rows) in enumerate(models.items()):
+            color = colors[n % len(colors)]
+            if len({r["depth"] for r in rows}) == 1:
+                ax.plot([rows[0]["depth"]], [rows[0]["quality"]], marker="*", markersize=14, linestyle="none",
+                        color=color, label=label)
+                continue
+            for strategy in dict.fromkeys(r["strategy"] for r in rows):
+                points = sorted((r["depth"], r["quality"]) for r in rows if r["strategy"] == strategy)
+                ax.plot([d for d, _ in points], [q for _, q in points], marker="o", markersize=4, color=color,
+                        linestyle=styles.get(strategy, "-"), label=f"{label}, {strategy}")
+        ax.set_xlabel("kept layers (pruned at test time, no finetuning)")
+        ax.grid(True, alpha=0.3)
+    quality_axis(axes[0][0], metric)
+    axes[0][0].set_title(title, fontsize=10)
+    if zoom:
+        axes[0][1].set_ylim(0.95 * min(values), 2 * min(values))
+        axes[0][1].set_ylabel(f"{metric} (linear, lower is better)")
+        axes[0][1].set_title("the same, within 2x of the best point", fontsize=10)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweeps", nargs="+", help="LABEL=path/to/sweep.csv")
+    parser.add_argument("--out", required=True, help="directory for results.csv, results.md, results.png")
+    parser.add_argument("--metric", choices=["perplexity", "BLEU"], required=True)
+    parser.add_argument("--title", default="")
+    parser.add_argument("--check-lm", nargs=3, metavar=("LAYERDROP", "BASELINE", "SCRATCH"),
+                        help="labels of the models for the LM targets")
+    parser.add_argument("--check-mt", nargs=2, metavar=("LAYERDROP", "BASELINE"), help="labels for the MT targets")
+    parser.add_argument("--full", type=int, help="full depth for the targets")
+    parser.add_argument("--half", type=int, help="pruned depth for the targets")
+    args = parser.parse_args(argv)
+    if (args.check_lm or args.check_mt) and not (args.full and args.half):
+        parser.error("--check-lm/--check-mt need --full and --half")
+    models = parse_inputs(args.sweeps)
+    os.makedirs(args.out, exist_ok=True)
+
+    rows = [{"model": label, **{k: r[k] for k in ("depth", "strategy", "kept", "parameters", "quality")}}
+            for label, sweep in models.items() for r in sweep]
+    with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["model", "depth", "strategy", "kept", "parameters", "quality"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+    # one wide table: a row per depth, a column per (model, strategy)
+    columns = list(dict.fromkeys((r["model"], r["strategy"]) for r in rows))
+    value = {(r["model"], r["strategy"], r["depth"]): r["quality"] for r in rows}
+    depths = sorted({r["depth"] for r in rows}, reverse=True)
+    lines = ["| depth | " + " | ".join(f"{m}, {s}" for m, s in columns) + " |",
+             "|---:|" + "---:|" * len(columns)]
+    for depth in depths:
+        cells = [f"{value[(m, s, depth)]:.2f}" if (m, s, depth) in value else "" for m, s in columns]
+        lines.append(f"| {depth} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+
+    checks = []
+    if args.check_lm:
+        checks = lm_targets(models, *args.check_lm, args.full, args.half)
+    elif args.check_mt:
+        checks = mt_targets(models, *args.check_mt, args.full, args.half)
+    target_lines = []
+    if checks:
+        target_lines = ["| target | measured | wanted | met |", "|---|---:|---:|---|"]
+        target_lines += [f"| {name} | {'undefined (0 at full depth)' if math.isnan(measured) else f'{measured:.3f}'} "
+                         f"| {wanted} | {'yes' if met else 'no'} |" for name, measured, wanted, met in checks]
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(f"{args.metric}\n\n{table}\n" + ("\n" + "\n".join(target_lines) + "\n" if target_lines else ""))
+    plot(models, args.metric, os.path.join(args.out, "results.png"), args.title)
+    print(f"{args.metric} by kept depth\n{table}")
+    if target_lines:
+        print("\n" + "\n".join(target_lines))
+    print(f"wrote {args.out}/results.csv, results.md and results.png")
+
+
+if __name__ == "__main__":
+    main()

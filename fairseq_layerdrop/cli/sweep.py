@@ -1,0 +1,194 @@
+"""``fairseq-layerdrop sweep``: one checkpoint evaluated at every depth with each pruning strategy (Fan et al.
+Fig. 2).
+
+For a language model, perplexity from ``fairseq-eval-lm``; for a translation model, BLEU by
+sacrebleu (or ROUGE, ``--metric``) on ``fairseq-generate``'s detokenized output. Each point is the
+plugin's pruning at load time (``--task *_layerdrop --*-layers-to-keep``), without finetuning. Writes ``sweep.csv``,
+``sweep.md`` and ``sweep.png`` (quality against kept depth, one line per strategy) to ``--out``.
+
+    fairseq-layerdrop sweep CKPT DATA --out sweep/ [--depths 1,2,4,8] [--strategies every-other,top]
+    fairseq-layerdrop sweep CKPT DATA --stack decoder --fairseq-args "--beam 4 --lenpen 0.6"
+
+Options after ``--fairseq-args`` go to every fairseq command (e.g. ``--tokens-per-sample 512``,
+``--remove-bpe``).
+"""
+
+import argparse
+import csv
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+from fairseq_layerdrop.cli.in_process import PLUGIN
+
+BIN = os.path.dirname(sys.executable)
+
+
+def device_args():
+    """``--cpu`` unless torch sees a GPU (fairseq then uses it)."""
+    import torch
+
+    return [] if torch.cuda.is_available() else ["--cpu"]
+
+
+def evaluate_lm(checkpoint, data, keep_args, args):
+    cmd = [os.path.join(BIN, "fairseq-eval-lm"), data, "--path", checkpoint, "--user-dir", PLUGIN, *device_args(),
+           "--task", "language_modeling_layerdrop", "--gen-subset", args.subset, *keep_args, *args.extra]
+    output = run(cmd)
+    return float(re.search(r"Perplexity: ([0-9.]+)", output).group(1))
+
+
+def evaluate_translation(checkpoint, data, keep_args, args):
+    import sacrebleu
+
+    cmd = [os.path.join(BIN, "fairseq-generate"), data, "--path", checkpoint, "--user-dir", PLUGIN, *device_args(),
+           "--task", "translation_layerdrop", "--gen-subset", args.subset, "--batch-size", "64",
+           "--required-batch-size-multiple", "1", *keep_args, *args.extra]
+    output = run(cmd)
+    hyps, refs = {}, {}
+    for line in output.splitlines():
+        if line.startswith("D-"):
+            idx, _, text = line[2:].split("\t", 2)
+            hyps[int(idx)] = text
+        elif line.startswith("T-"):
+            idx, text = line[2:].split("\t", 1)
+            refs[int(idx)] = text
+    ids = sorted(refs)
+    if not ids or set(ids) != set(hyps):
+        sys.exit(f"fairseq-layerdrop sweep: fairseq-generate gave {len(hyps)} hypotheses for {len(ids)} references")
+    if args.metric != "BLEU":  # ROUGE F1 x100 of summaries
+        from fairseq_layerdrop.cli.text_scores import rouge
+
+        return rouge([hyps[i] for i in ids], [refs[i] for i in ids])[
+            {"ROUGE-1": "rouge1", "ROUGE-2": "rouge2", "ROUGE-L": "rougeL"}[args.metric]]
+    return sacrebleu.corpus_bleu([hyps[i] for i in ids], [[refs[i] for i in ids]]).score
+
+
+def run(cmd):
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"fairseq-layerdrop sweep: {os.path.basename(cmd[0])} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout + proc.stderr
+
+
+def quality_axis(ax, metric):
+    """Label the y axis; perplexity on a log scale with plain tick labels."""
+    ax.set_ylabel(metric + (" (log scale, lower is better)" if metric == "perplexity" else " (higher is better)"))
+    if metric == "perplexity":
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def strategy_label(strategy, strategies):
+    """The strategy's name without its file (``search:a/search.json`` -> ``search``), unless two share the name."""
+    name = strategy.partition(":")[0]
+    return name if sum(s.partition(":")[0] == name for s in strategies) == 1 else strategy
+
+
+def plot(rows, metric, path, title):
+    import logging
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq may have set the root logger to DEBUG
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        points = sorted((r["depth"], r["quality"]) for r in rows if r["strategy"] == strategy)
+        ax.plot([d for d, _ in points], [q for _, q in points], marker="o", label=strategy)
+    ax.set_xlabel("kept layers")
+    quality_axis(ax, metric)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("data", help="the binarized data directory the checkpoint was trained on")
+    parser.add_argument("--out", default="sweep", help="directory for sweep.csv, sweep.md, sweep.png")
+    parser.add_argument("--depths", help="comma-separated depths (default: every depth 1..N)")
+    parser.add_argument("--strategies", default="every-other,top,bottom", help="comma-separated strategy names")
+    parser.add_argument("--stack", choices=["both", "encoder", "decoder"], default="both",
+                        help="translation models: which stack to prune (both: the same depth in each)")
+    parser.add_argument("--subset", default="valid", help="the split to evaluate (default valid)")
+    parser.add_argument("--metric", choices=["BLEU", "ROUGE-1", "ROUGE-2", "ROUGE-L"], default="BLEU",
+                        help="translation models: sacreBLEU (default) or ROUGE F1 (summarization)")
+    parser.add_argument("--fairseq-args", default="", help="extra options for every fairseq command")
+    args = parser.parse_args(argv)
+    args.extra = shlex.split(args.fairseq_args)
+
+    import torch
+
+    from fairseq_layerdrop.pruning import STRATEGIES, PruningError, kept_layers, prune_state_dict, stack_depth
+    from fairseq_layerdrop.pruning.export import model_config
+    from fairseq_layerdrop.pruning.state_dict import count_parameters
+
+    if not os.path.isfile(args.checkpoint):
+        sys.exit(f"fairseq-layerdrop sweep: no checkpoint at {args.checkpoint}")
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    cfg = model_config(state)
+    depths = {s: stack_depth(cfg, s) for s in ("encoder", "decoder") if stack_depth(cfg, s) is not None}
+    is_lm = "encoder" not in depths
+    stacks = ["decoder"] if is_lm else (["encoder", "decoder"] if args.stack == "both" else [args.stack])
+    full = min(depths[s] for s in stacks)
+    strategies = args.strategies.split(",")
+    unknown = [s for s in strategies if s.partition(":")[0] not in STRATEGIES]
+    if unknown:
+        sys.exit(f"fairseq-layerdrop sweep: unknown strategies {unknown}; choose from {', '.join(sorted(STRATEGIES))}")
+    try:
+        wanted = [int(d) for d in args.depths.split(",")] if args.depths else list(range(1, full + 1))
+        plans = [(depth, strategy, {s: kept_layers(strategy, depths[s], depth, stack=s, state_dict=state["model"],
+                                                   cfg=cfg) for s in stacks})
+                 for depth in wanted for strategy in strategies]
+    except (PruningError, ValueError) as error:
+        sys.exit(f"fairseq-layerdrop sweep: {error}")
+
+    metric = "perplexity" if is_lm else args.metric
+    evaluate = evaluate_lm if is_lm else evaluate_translation
+    os.makedirs(args.out, exist_ok=True)
+    rows, cache, started = [], {}, time.time()
+    for n, (depth, strategy, kept) in enumerate(plans, 1):
+        key = tuple((s, tuple(k)) for s, k in kept.items())
+        tic = time.time()
+        if key not in cache:
+            keep_args = [a for s, k in kept.items() for a in (f"--{s}-layers-to-keep", ",".join(map(str, k)))]
+            cache[key] = evaluate(args.checkpoint, args.data, keep_args, args)
+        pruned, _ = prune_state_dict(state["model"], cfg, kept)
+        row = {"depth": depth, "strategy": strategy_label(strategy, strategies),
+               "kept": " ".join(f"{s}:{','.join(map(str, k))}" for s, k in kept.items()),
+               "parameters": count_parameters(pruned), "quality": round(cache[key], 4),
+               "seconds": round(time.time() - tic, 2)}
+        rows.append(row)
+        print(f"[{n}/{len(plans)} {time.time() - started:6.1f}s] depth {depth} {row['strategy']:<12} {row['kept']:<30} "
+              f"{metric} {row['quality']:.2f}", flush=True)
+
+    fields = ["depth", "strategy", "kept", "parameters", "quality", "seconds"]
+    with open(os.path.join(args.out, "sweep.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"| depth | strategy | kept layers | parameters | {metric} | seconds |", "|---:|---|---|---:|---:|---:|"]
+    lines += [f"| {r['depth']} | {r['strategy']} | {r['kept']} | {r['parameters']:,} | {r['quality']:.2f} | "
+              f"{r['seconds']} |" for r in rows]
+    with open(os.path.join(args.out, "sweep.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    plot(rows, metric, os.path.join(args.out, "sweep.png"), os.path.basename(args.checkpoint))
+    print("\n".join(lines))
+    print(f"wrote {args.out}/sweep.csv, sweep.md and sweep.png")
+
+
+if __name__ == "__main__":
+    main()
