@@ -3,7 +3,7 @@
     python -m scripts.bench.self_speculative                 # train what is missing, then measure
     python -m scripts.bench.self_speculative --out DIR --updates 1200 --prompts 24 --sentences 40
 
-Models (toy data of scripts/toy_data.py, pre-norm, width 64, seed 1, the same budget):
+Models (toy data of scripts/data/toy_data.py, pre-norm, width 64, seed 1, the same budget):
   lm_layerdrop     12-layer decoder LM, LayerDrop 0.2
   lm_layerdrop_ee  the same with the early-exit loss (--criterion early_exit_cross_entropy)
   lm_control       12-layer decoder LM without LayerDrop
@@ -31,8 +31,9 @@ import sys
 import time
 from argparse import Namespace
 
+from scripts.bench.common import PLUGIN, publish_report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLUGIN = os.path.join(ROOT, "fairseq_layerdrop")
 BIN = os.path.dirname(sys.executable)
 
 MODELS = {  # name: (kind, LayerDrop rate, extra training flags)
@@ -67,8 +68,7 @@ def run(command, log):
 
 
 def prepare_data(out):
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import toy_data
+    from scripts.data import toy_data
 
     if not os.path.exists(os.path.join(out, "bin_lm", "dict.txt")):
         say("writing and binarizing the toy LM corpus")
@@ -115,7 +115,7 @@ def train_missing(out, names, updates, parallel):
 
 
 def load(out, name):
-    from scripts.fairseq_in_process import load_models
+    from fairseq_layerdrop.cli.in_process import load_models
 
     kind = MODELS[name][0]
     data = os.path.join(out, "bin_lm" if kind == "lm" else "bin_mt")
@@ -205,9 +205,7 @@ def report(out, rows):
         lines.append(f"| {r['model']} | {r['exit_layer']} | {r['draft_tokens']} | {r['identical']}/{r['sentences']} | "
                      f"{acc} | {r['tokens_per_verification']:.2f} | {r['tokens_per_s']:.0f} | "
                      f"{r['greedy_tokens_per_s']:.0f} | {r['speedup']:.2f}x |")
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish_report(lines, out, "results.md")
     spec = [r for r in rows if r["draft_tokens"] > 0]
     print("\nchecks:")
     bad = [r for r in rows if r["identical"] != r["sentences"]]

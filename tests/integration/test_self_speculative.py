@@ -17,7 +17,7 @@ import re
 import pytest
 import torch
 
-from tests.helpers import PLUGIN, TRAIN_COMMON, fairseq
+from tests.helpers import PLUGIN, TRAIN_COMMON, fairseq, load_models
 
 MT_DECODE = ["--cpu", "--beam", "1", "--batch-size", "8", "--max-len-a", "1", "--max-len-b", "3", "--gen-subset", "test"]
 LM_DECODE = ["--cpu", "--beam", "1", "--batch-size", "4", "--buffer-size", "4", "--max-len-b", "24"]
@@ -137,7 +137,6 @@ def test_layer_ranges_compute_the_pruned_and_the_full_decoder(translation_data, 
     """The drafting path (layers 0..E-1 and the head, one position at a time, cached) gives the
     log-probabilities of the decoder pruned to its first E layers; the verifying path (layers E..N-1
     over several positions at once) completes them to the full decoder's."""
-    from scripts.fairseq_in_process import load_models
     from fairseq_layerdrop.decoding.layer_range import DecoderLayerRange
 
     full, task = load_models(translation_data, mt_checkpoint, "--task", "translation_layerdrop")
