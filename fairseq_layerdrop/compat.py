@@ -39,18 +39,23 @@ In this module (patches applied at import):
    of training flags (``--layer-gates`` needs a gated criterion) run when fairseq-train builds a
    model but not when a checkpoint is loaded (below).
 
+6. Cropping the self-attention cache (``crop_self_attention_cache``, below): self-speculative decoding
+   forgets rejected drafts by cutting ``prev_key`` / ``prev_value`` / ``prev_key_padding_mask`` of
+   fairseq's ``MultiheadAttention`` incremental state along the positions, through its private
+   ``_get_input_buffer`` / ``_set_input_buffer``.
+
 Elsewhere in the package (overrides that rely on fairseq 0.12's internals):
 
-6. Per-instance ``upgrade_state_dict`` (``pruning/on_load.py``, ``install_prune_on_load``): pruning at
+7. Per-instance ``upgrade_state_dict`` (``pruning/on_load.py``, ``install_prune_on_load``): pruning at
    load time replaces a model's ``upgrade_state_dict`` on the instance, relying on fairseq's
    ``BaseFairseqModel.load_state_dict`` calling ``self.upgrade_state_dict(state_dict)`` first.
 
-7. Private argparse API (``tasks/prune_on_load_task.py``, ``add_args``): the task removes a flag that
+8. Private argparse API (``tasks/prune_on_load_task.py``, ``add_args``): the task removes a flag that
    a model already defined (``transformer``'s ``--encoder-layers-to-keep``) with
    ``parser._option_string_actions`` and ``container._remove_action``, because fairseq parses model
    and task flags with one parser and would silently keep the first definition.
 
-8. Block-wise layer forward (``modules/structured_layer.py``): to drop one sub-layer or some heads,
+9. Block-wise layer forward (``modules/structured_layer.py``): to drop one sub-layer or some heads,
    ``encoder_layer_forward`` / ``decoder_layer_forward`` run fairseq 0.12's
    ``TransformerEncoderLayerBase.forward`` / ``TransformerDecoderLayerBase.forward`` block by block
    in terms of the layer's submodules (``self_attn``, ``fc1``/``fc2``, layer norms, dropout modules,
@@ -58,16 +63,26 @@ Elsewhere in the package (overrides that rely on fairseq 0.12's internals):
    ``head_dim``). A change of fairseq's layer forward must be mirrored there; the tests compare the
    two with nothing dropped.
 
-9. The layer list of a stack (``modules/layer_drop.py`` ``attach_layerdrop``, ``modules/layer_gates.py``
+10. The layer list of a stack (``modules/layer_drop.py`` ``attach_layerdrop``, ``modules/layer_gates.py``
    ``add_layer_gates``, ``pruning/validation.py`` ``running_layers``): after fairseq builds a
    ``TransformerEncoderBase`` / ``TransformerDecoderBase``, its ``layers`` attribute (fairseq's
    ``nn.ModuleList`` or ``LayerDropModuleList``) is replaced by the plugin's list (``running_layers``
    also sets ``num_layers``); this relies on the stacks' forward iterating ``self.layers``.
 
-10. Pruning at build time (``pruning/on_load.py``, ``build_pruned_model``) writes
+11. Pruning at build time (``pruning/on_load.py``, ``build_pruned_model``) writes
    ``{encoder,decoder}_layers`` into fairseq's model config (dataclass or ``argparse.Namespace``) and
    clears fairseq's own ``*_layers_to_keep`` fields there, so that fairseq's ``prune_state_dict``
    never runs.
+
+12. The decoder's output head (``criterions/early_exit_loss.py`` ``_exit_logits``,
+    ``decoding/layer_range.py``): early exits apply ``TransformerDecoderBase.layer_norm``,
+    ``project_out_dim`` and ``output_layer`` to an intermediate layer's output; the self-speculative
+    generator runs the decoder's embedding, a range of its layers and that head itself, relying on
+    fairseq 0.12's ``extract_features`` order (embed, layers, norm, projection).
+
+13. Attention probabilities for LR-Drop (``modules/siamese_passes.py``): fairseq's fast attention
+    path returns no per-head weights, so they are recomputed from ``MultiheadAttention``'s
+    ``q_proj`` / ``k_proj`` / ``scaling`` / ``head_dim`` (tests compare them with fairseq's own weights).
 """
 
 import argparse
@@ -240,6 +255,25 @@ def record_from_checkpoint():
 
 
 record_from_checkpoint()
+
+
+# 6. Cropping a decoder layer's cache of keys and values (self-speculative decoding) ---------------
+# fairseq's MultiheadAttention keeps, in the incremental state, under its own id, "prev_key" and
+# "prev_value" of shape (batch, heads, positions, head dim) and "prev_key_padding_mask" (batch, positions)
+# or None; fairseq itself only reorders them (beam search). Rejected drafts must be forgotten, so we cut
+# them along the positions, through the module's own buffer accessors.
+
+def crop_self_attention_cache(attention, incremental_state, length):
+    """Keep the first ``length`` positions of a self-attention module's cached keys and values."""
+    buffer = attention._get_input_buffer(incremental_state)
+    if not buffer or "prev_key" not in buffer:
+        return
+    for key in ("prev_key", "prev_value"):
+        buffer[key] = buffer[key][:, :, :length]
+    mask = buffer.get("prev_key_padding_mask")
+    if mask is not None:
+        buffer["prev_key_padding_mask"] = mask[:, :length]
+    attention._set_input_buffer(incremental_state, buffer)
 
 
 def check_fairseq_version(version=None) -> bool:

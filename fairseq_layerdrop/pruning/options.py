@@ -102,6 +102,9 @@ def pruning_requests(options, model_cfg, stacks) -> Dict[str, Request]:
         if config_get(options, "prune_to") is not None:
             put(stack, Request(stack, depth=_as_depth(config_get(options, "prune_to")), strategy=strategy,
                                source="--prune-to"))
+    early_exit = config_get(options, "early_exit")  # the task's --early-exit E: the decoder's first E layers
+    if early_exit is not None and "decoder" in stacks:
+        put("decoder", Request("decoder", layers=",".join(map(str, range(int(early_exit)))), source="--early-exit"))
     for stack in requests:
         if stack not in stacks:
             raise PruningError(f"{requests[stack].source}: this model has no {stack}")
