@@ -120,7 +120,7 @@ def test_bad_values_stop_training_before_it_starts(lm_data, tmp_path):
     (["--layerdrop-schedule", "exponential", "--layerdrop-pld-gamma", "0.1"], "--layerdrop-pld-gamma only applies"),
     (["--layerdrop-schedule", "progressive", "--layerdrop-ramp-updates", "10"], "--layerdrop-ramp-updates does not apply"),
     (["--layerdrop-ramp-updates", "-2"], "--layerdrop-ramp-updates must be a whole number"),
-    (["--layerdrop-ramp-updates", "10", "--layer-gates"], "--layer-gates learns constant per-layer rates"),
+    (["--layerdrop-ramp-updates", "10", "--layer-gates", "--criterion", "gated_cross_entropy"], "--layer-gates learns constant per-layer rates"),
 ])
 def test_bad_schedule_options_stop_the_model_build(lm_data, flags, message):
     with pytest.raises(ValueError, match=message):
