@@ -5,7 +5,9 @@
 # variable of the same name), defines one function `stage_NAME` per stage, and ends with
 # `recipe_run STAGE...`. Each stage runs in a subshell with `set -euo pipefail`, its output
 # shown and written to WORK_DIR/logs/STAGE.log; on success it leaves WORK_DIR/done/STAGE, and a
-# later run skips it. A failing stage stops the recipe with its name and log path.
+# later run skips it, unless the recipe names it in EVERY_RUN_STAGES (a stage that keeps its own
+# markers inside, e.g. per model, and skips what is finished itself). A failing stage stops the recipe
+# with its name and log path.
 
 set -euo pipefail
 
@@ -15,6 +17,7 @@ USER_DIR=$ROOT/fairseq_layerdrop
 
 SETTINGS=()
 ONLY_STAGES=()
+EVERY_RUN_STAGES=()
 SMOKE=0
 FORCE=0
 SHOW_HELP=0
@@ -148,7 +151,7 @@ checkout into that environment (pip install -e .), or set PYTHON / FAIRSEQ_BIN t
     say "work dir $WORK_DIR$([[ $SMOKE == 1 ]] && echo ' (smoke)' || true); data $DATA$([[ -z $DATA_DIR && $SMOKE == 0 ]] && echo ' (to download)' || true); $NGPU GPU(s)"
     for stage in "${STAGE_NAMES[@]}"; do
         if [[ ${#ONLY_STAGES[@]} -gt 0 ]] && ! _in_list "$stage" "${ONLY_STAGES[@]}"; then continue; fi
-        if [[ -f $WORK_DIR/done/$stage && $FORCE == 0 ]]; then
+        if [[ -f $WORK_DIR/done/$stage && $FORCE == 0 ]] && ! _in_list "$stage" "${EVERY_RUN_STAGES[@]}"; then
             say "stage $stage: done before, skipped (--force to rerun)"
             continue
         fi
