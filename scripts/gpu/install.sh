@@ -21,7 +21,7 @@ say() { echo "[install $(date -u +%H:%M:%S)] $*"; }
 if [[ ! -x "$VENV/bin/python" ]]; then
     say "virtual environment $VENV on $("$BASE" -c 'import sys; print(sys.executable)')"
     "$BASE" -m venv --without-pip "$VENV"
-    base_site="$("$BASE" -c 'import site, sys; print("\n".join(p for p in sys.path if p.endswith("-packages")))')"
+    base_site="$("$BASE" -c 'import site; print("\n".join(site.getsitepackages() + [site.getusersitepackages()]))')"
     venv_site="$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
     echo "$base_site" > "$venv_site/zz_base_site.pth"   # after the venv's own packages: its numpy<2 wins
 fi
