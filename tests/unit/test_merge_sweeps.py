@@ -63,3 +63,36 @@ def test_mt_targets_with_a_zero_bleu_at_full_depth_are_not_met_and_say_why(tmp_p
     md = (tmp_path / "out" / "results.md").read_text()
     assert "| LayerDrop pruned 6->3: share of its full BLEU | undefined (0 at full depth) | >= 0.90 | no |" in md
     assert "| baseline pruned 6->3: share of its full BLEU | 0.250 |" in md
+
+
+def test_lrdrop_targets_compare_with_the_layerdrop_model_and_the_equal_compute_one(tmp_path):
+    lr = write_sweep(str(tmp_path / "lr.csv"), {(8, "every-other"): 180.0, (4, "every-other"): 190.0,
+                                                (4, "top"): 170.0})
+    half = write_sweep(str(tmp_path / "half.csv"), {(8, "every-other"): 205.0, (4, "every-other"): 210.0})
+    ld = write_sweep(str(tmp_path / "ld.csv"), {(8, "every-other"): 200.0, (4, "every-other"): 185.0})
+    proc = merge(tmp_path, "--metric", "perplexity", f"LR={lr}", f"LD={ld}", f"half={half}",
+                 "--check-lrdrop", "LR", "LD", "--equal-compute", "half", "--full", "8", "--half", "4")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| LR-Drop / LayerDrop at full depth, same updates (ppl) | 0.900 | < 1 | yes |" in md
+    assert "| LR-Drop, half the updates / LayerDrop at full depth, equal compute (ppl) | 1.025 | < 1 | no |" in md
+    assert "| LR-Drop pruned 8->4 / its full depth (ppl) | 1.056 | <= 1.10 | yes |" in md  # every-other, not top
+    assert "| LR-Drop / LayerDrop pruned to 4 (ppl) | 1.027 | < 1 | no |" in md
+    # with the LM targets in the same report
+    proc = merge(tmp_path, "--metric", "perplexity", f"LR={lr}", f"LD={ld}", f"half={half}",
+                 "--check-lm", "LD", "half", "half", "--check-lrdrop", "LR", "LD", "--full", "8", "--half", "4")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "LayerDrop pruned 8->4 / its full depth" in md and "LR-Drop pruned 8->4" in md
+    assert "equal compute" not in md
+
+
+def test_lrdrop_check_refusals_are_named(tmp_path):
+    lr = write_sweep(str(tmp_path / "lr.csv"), {(8, "every-other"): 180.0})
+    proc = merge(tmp_path, "--metric", "perplexity", f"LR={lr}", "--equal-compute", "LR")
+    assert proc.returncode == 2 and "--equal-compute names a model of the LR-Drop targets" in proc.stderr
+    proc = merge(tmp_path, "--metric", "BLEU", f"LR={lr}", "--check-mt", "LR", "LR", "--check-lrdrop", "LR", "LR",
+                 "--full", "8", "--half", "4")
+    assert proc.returncode == 2 and "give one of them" in proc.stderr
+    proc = merge(tmp_path, "--metric", "perplexity", f"LR={lr}", "--check-lrdrop", "LR", "LR")
+    assert proc.returncode == 2 and "need --full and --half" in proc.stderr
