@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from fairseq import utils
 from fairseq.criterions import register_criterion
 from fairseq.criterions.cross_entropy import CrossEntropyCriterion, CrossEntropyCriterionConfig
@@ -75,9 +76,34 @@ def check_weight(value, flag: str) -> float:
     return weight
 
 
+class _SymmetricKL(torch.autograd.Function):
+    """(KL(p || q) + KL(q || p)) / 2 over the last dimension, from log-probabilities, keeping for backward only
+    the two inputs (which log-softmax keeps anyway) and recomputing p and q there: the vocabulary-sized
+    intermediates of the autograd version (p, q, p - q, log p - log q) are not held until backward."""
+
+    @staticmethod
+    def forward(ctx, log_p, log_q):
+        ctx.save_for_backward(log_p, log_q)
+        diff = log_p.exp().sub_(log_q.exp())  # p - q
+        return 0.5 * torch.linalg.vecdot(diff, log_p - log_q)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        log_p, log_q = ctx.saved_tensors
+        p, q, log_ratio = log_p.exp(), log_q.exp(), log_p - log_q
+        diff = p - q
+        half = 0.5 * grad.unsqueeze(-1)
+        # d/dlog_p [(p - q)(log p - log q)] = p (log p - log q) + (p - q); d/dlog_q = -(q (log p - log q) + (p - q))
+        grad_p = p.mul_(log_ratio).add_(diff).mul_(half) if ctx.needs_input_grad[0] else None
+        grad_q = q.mul_(log_ratio).add_(diff).mul_(-half) if ctx.needs_input_grad[1] else None
+        return grad_p, grad_q
+
+
 def symmetric_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """(KL(p || q) + KL(q || p)) / 2 over the last dimension: 0.5 * sum (p - q)(log p - log q)."""
-    return 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(-1)
+    log_p, log_q = torch.broadcast_tensors(log_p, log_q)
+    return _SymmetricKL.apply(log_p, log_q)
 
 
 def _half(net_output, half: int):
@@ -137,10 +163,16 @@ class LRDropLoss:
                 for k in (0, 1):
                     recorder.run_pass(k, last=k == 1)
                     outputs.append(model(**sample["net_input"]))
-        losses = [self.compute_loss(model, out, sample, reduce=True) for out in outputs]
+        # each pass's log-probabilities, computed once for its task loss and the output term
+        self._lprobs = {id(out[0]): model.get_normalized_probs(out, log_probs=True) for out in outputs}
+        try:
+            losses = [self.compute_loss(model, out, sample, reduce=True) for out in outputs]
+            lprobs = [self._lprobs[id(out[0])] for out in outputs]
+        finally:
+            self._lprobs = {}
         loss = losses[0][0] + losses[1][0]
         nll_loss = losses[0][1] + losses[1][1]
-        terms = self.consistency_terms(model, sample, outputs, recorder)
+        terms = self.consistency_terms(model, sample, lprobs, recorder)
         for term, value in terms.items():
             loss = loss + self.weights[term] * value
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
@@ -159,8 +191,14 @@ class LRDropLoss:
             logging_output["total"] = utils.item(total.data)
         return loss, sample_size, logging_output
 
-    def consistency_terms(self, model, sample, outputs, recorder):
-        """The weighted terms' unweighted values (sums over tokens), for the terms whose weight is above 0."""
+    def pass_lprobs(self, model, net_output):
+        """The log-probabilities of one pass's output: those ``forward`` computed for it, else computed here."""
+        cached = getattr(self, "_lprobs", {}).get(id(net_output[0]))
+        return cached if cached is not None else model.get_normalized_probs(net_output, log_probs=True)
+
+    def consistency_terms(self, model, sample, lprobs, recorder):
+        """The weighted terms' unweighted values (sums over tokens), for the terms whose weight is above 0;
+        ``lprobs``: the two passes' output log-probabilities."""
         target = sample["target"]
         token_mask = target.ne(self.padding_idx)  # B x T
         src_tokens = sample["net_input"].get("src_tokens")
@@ -169,9 +207,9 @@ class LRDropLoss:
             masks["encoder"] = src_tokens.ne(self.padding_idx)
         terms = {}
         if self.weights["output"] > 0:
-            lprobs = [model.get_normalized_probs(out, log_probs=True).float() for out in outputs]
-            terms["output"] = symmetric_kl(lprobs[0], lprobs[1]).masked_fill(~token_mask, 0.0).sum()
-        zero = outputs[0][0].new_zeros(()).float()
+            kl = symmetric_kl(lprobs[0].float(), lprobs[1].float())
+            terms["output"] = kl.masked_fill(~token_mask, 0.0).sum()
+        zero = lprobs[0].new_zeros(()).float()
         if self.weights["hidden"] > 0:
             values = []
             for stack, streams in recorder.streams.get(0, {}).items():
@@ -222,6 +260,14 @@ class LRDropCrossEntropyCriterion(LRDropLoss, CrossEntropyCriterion):
         self.init_lr_drop(lr_drop_output_weight, lr_drop_hidden_weight, lr_drop_attention_weight,
                           distributed_world_size, ddp_backend)
 
+    def compute_loss(self, model, net_output, sample, reduce=True):
+        """fairseq's ``cross_entropy`` loss, on the pass's log-probabilities computed once (``pass_lprobs``)."""
+        lprobs = self.pass_lprobs(model, net_output)
+        target = model.get_targets(sample, net_output).view(-1)
+        loss = F.nll_loss(lprobs.view(-1, lprobs.size(-1)), target, ignore_index=self.padding_idx,
+                          reduction="sum" if reduce else "none")
+        return loss, loss
+
 
 @dataclass
 class LRDropLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionConfig, LRDropLossConfig):
@@ -238,3 +284,11 @@ class LRDropLabelSmoothedCrossEntropyCriterion(LRDropLoss, LabelSmoothedCrossEnt
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy)
         self.init_lr_drop(lr_drop_output_weight, lr_drop_hidden_weight, lr_drop_attention_weight,
                           distributed_world_size, ddp_backend)
+
+    def get_lprobs_and_target(self, model, net_output, sample):
+        """fairseq's, on the pass's log-probabilities computed once (``pass_lprobs``)."""
+        lprobs, target = self.pass_lprobs(model, net_output), model.get_targets(sample, net_output)
+        if self.ignore_prefix_size > 0:
+            lprobs = lprobs[:, self.ignore_prefix_size:, :].contiguous()
+            target = target[:, self.ignore_prefix_size:].contiguous()
+        return lprobs.view(-1, lprobs.size(-1)), target.view(-1)

@@ -32,6 +32,24 @@ def test_symmetric_kl_is_the_mean_of_both_directions_and_zero_on_equal_inputs():
     assert torch.equal(symmetric_kl(p, p), torch.zeros(3))
 
 
+def test_symmetric_kl_gradients_are_those_of_the_formula():
+    """The hand-written backward (it keeps only the inputs) against autograd through the formula, and gradcheck."""
+    torch.manual_seed(0)
+    logits = [torch.randn(2, 3, 7, dtype=torch.double, requires_grad=True) for _ in range(2)]
+    weights = torch.randn(2, 3, dtype=torch.double)
+    p, q = (torch.log_softmax(x, -1) for x in logits)
+    (symmetric_kl(p, q) * weights).sum().backward()
+    ours = [x.grad.clone() for x in logits]
+    for x in logits:
+        x.grad = None
+    p, q = (torch.log_softmax(x, -1) for x in logits)
+    (0.5 * ((p.exp() - q.exp()) * (p - q)).sum(-1) * weights).sum().backward()
+    for mine, reference in zip(ours, (x.grad for x in logits)):
+        assert torch.allclose(mine, reference, atol=1e-12) and reference.abs().max() > 1e-3
+    p, q = (torch.log_softmax(x.detach(), -1).requires_grad_() for x in logits)
+    assert torch.autograd.gradcheck(symmetric_kl, (p, q))
+
+
 @pytest.mark.parametrize("masked", [False, True])
 def test_attention_log_probs_are_the_blocks_own_head_weights(masked):
     torch.manual_seed(0)
