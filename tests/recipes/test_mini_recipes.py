@@ -51,13 +51,15 @@ def results(path):
 
 @pytest.mark.slow
 def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
-    """Slow (72 s here, idle; 4 trainings, 2 searches, 4 sweeps, then a rerun): run with --run-slow."""
+    """Slow (7 trainings, 3 searches, 7 sweeps, then a rerun): run with --run-slow."""
     proc = recipe("mini_lm.sh", tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = results(tmp_path / "results.csv")
     eight = [("LayerDrop p=0.5", s) for s in ("every-other", "search")] + \
         [("baseline p=0", s) for s in ("every-other", "search")] + \
-        [("LayerDrop p=0.5, gates", s) for s in ("learned", "every-other")]
+        [("LayerDrop p=0.5, gates", s) for s in ("learned", "every-other")] + \
+        [("LR-Drop p=0.5", s) for s in ("every-other", "search")] + [("LR-Drop p=0.5, half updates", "every-other")] + \
+        [("LayerDrop p=0.5, early-exit loss", s) for s in ("every-other", "top")]
     assert set(got) == {(m, s, d) for m, s in eight for d in (8, 4)} | {("4 layers from scratch", "every-other", 4)}
     assert all(1 < ppl < 20000 for ppl in got.values()), got  # PTB's vocabulary is 10k words
     md = (tmp_path / "results.md").read_text()
@@ -65,9 +67,20 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
     assert f"| LayerDrop pruned 8->4 / its full depth (ppl) | {ratio:.3f} |" in md
     assert (tmp_path / "results.png").stat().st_size > 10000
     assert "dec_layers_ran" in (tmp_path / "layerdrop" / "train.log").read_text()
+    lr_ratio = got[("LR-Drop p=0.5", "every-other", 8)] / got[("LayerDrop p=0.5", "every-other", 8)]
+    assert f"| LR-Drop / LayerDrop at full depth, same updates (ppl) | {lr_ratio:.3f} |" in md
+    assert "LR-Drop, half the updates / LayerDrop at full depth, equal compute" in md
+    # the LR-Drop models train with the chosen weights, lrdrop_half for half the updates; early_exit with its loss
+    lrdrop_log = (tmp_path / "lrdrop" / "train.log").read_text()
+    assert "lrd_output" in lrdrop_log and "lrd_hidden" in lrdrop_log and "lrd_attention" in lrdrop_log
+    assert [(tmp_path / n / "done").read_text().strip() for n in ("lrdrop", "lrdrop_half")] == ["6", "3"]
+    assert "num_updates 3 " in (tmp_path / "lrdrop_half" / "train.log").read_text()
+    assert "exit_1" in (tmp_path / "early_exit" / "train.log").read_text()
+    top = {r["depth"]: r["kept"] for r in rows(tmp_path / "sweep_early_exit" / "sweep.csv") if r["strategy"] == "top"}
+    assert top == {"8": "decoder:0,1,2,3,4,5,6,7", "4": "decoder:0,1,2,3"}  # early exit at E: the first E layers
 
     # the search column keeps the candidate with the best validation perplexity, scored exhaustively
-    for name in ("layerdrop", "baseline"):
+    for name in ("layerdrop", "baseline", "lrdrop"):
         candidates = [r for r in rows(tmp_path / f"search_{name}" / "search.csv") if int(r["keep"]) == 4]
         assert len(candidates) == 70  # C(8, 4)
         best = min(candidates, key=lambda r: float(r["perplexity"]))
@@ -82,8 +95,8 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
     log_size = (tmp_path / "baseline" / "train.log").stat().st_size
     again = recipe("mini_lm.sh", tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("trained (skipping)") == 4 and again.stdout.count("swept (skipping)") == 4
-    assert again.stdout.count("searched (skipping)") == 2
+    assert again.stdout.count("trained (skipping)") == 7 and again.stdout.count("swept (skipping)") == 7
+    assert again.stdout.count("searched (skipping)") == 3
     assert (tmp_path / "baseline" / "train.log").stat().st_size == log_size
 
 
@@ -118,3 +131,18 @@ def test_a_budget_that_is_not_a_positive_number_is_refused_before_any_work(tmp_p
                           env={**os.environ, "UPDATES": "3k", "OUT": str(tmp_path / "out"), "PYTHON": sys.executable})
     assert proc.returncode == 2 and "UPDATES must be a positive number of updates, got '3k'" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_mini_lm_model_names_select_models_and_an_unknown_name_is_refused_before_any_work(tmp_path):
+    proc = recipe("mini_lm.sh", tmp_path / "out", MODEL_NAMES="layerdrop,lrdorp")
+    assert proc.returncode == 2
+    assert "MODEL_NAMES: no model 'lrdorp'; models: layerdrop baseline scratch4 gated lrdrop lrdrop_half early_exit" \
+        in proc.stderr
+    assert not (tmp_path / "out").exists()
+    proc = subprocess.run(["bash", os.path.join(ROOT, "recipes", "mini_lm.sh"), "--help"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHON": sys.executable, "MODEL_NAMES": "lrdrop_half,layerdrop"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "models: lrdrop_half layerdrop (MODEL_NAMES)" in proc.stdout and "LRDROP_WEIGHTS" in proc.stdout
+    proc = recipe("mini_lm.sh", tmp_path / "out", LRDROP_WEIGHTS="1 0.1")
+    assert proc.returncode == 2 and "LRDROP_WEIGHTS must be three weights (output hidden attention), got '1 0.1'" \
+        in proc.stderr
