@@ -78,9 +78,11 @@ def quality_axis(ax, metric):
     """Label the y axis; perplexity on a log scale with plain tick labels."""
     ax.set_ylabel(metric + (" (log scale, lower is better)" if metric == "perplexity" else " (higher is better)"))
     if metric == "perplexity":
-        from matplotlib.ticker import FuncFormatter, NullFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         ax.set_yscale("log")
+        # 1, 2, 3, 5 per decade: a range inside one decade (PTB's 165-630) still gets labelled ticks
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
 
