@@ -76,34 +76,96 @@ def check_weight(value, flag: str) -> float:
     return weight
 
 
+CHUNK_ELEMENTS = 1 << 16  # rows per chunk: about 256 KiB of float32 per temporary, which stays in cache
+
+
+def _row_chunks(rows: int, width: int):
+    step = max(1, CHUNK_ELEMENTS // max(width, 1))
+    return ((start, min(start + step, rows)) for start in range(0, rows, step))
+
+
+def _kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """0.5 * sum_v (p - q)(log p - log q) of every row of two N x V tensors, a chunk of rows at a time (the
+    vocabulary-sized temporaries stay in cache instead of making N x V round trips through memory)."""
+    out = log_p.new_empty(log_p.size(0))
+    for start, end in _row_chunks(*log_p.shape):
+        a, b = log_p[start:end], log_q[start:end]
+        out[start:end] = torch.linalg.vecdot(a.exp().sub_(b.exp()), a - b)
+    return out.mul_(0.5)
+
+
+def _kl_rows_backward(log_p, log_q, grad, grad_p, grad_q):
+    """Write the gradients of ``_kl_rows`` into ``grad_p`` / ``grad_q`` (N x V, or None), chunk by chunk:
+    d/dlog p = p (log p - log q) + (p - q), d/dlog q = -(q (log p - log q) + (p - q)), times grad / 2."""
+    half = 0.5 * grad.unsqueeze(-1)
+    for start, end in _row_chunks(*log_p.shape):
+        a, b, h = log_p[start:end], log_q[start:end], half[start:end]
+        p, q, log_ratio = a.exp(), b.exp(), a - b
+        diff = p - q
+        if grad_p is not None:
+            torch.mul(p, log_ratio, out=grad_p[start:end]).add_(diff).mul_(h)
+        if grad_q is not None:
+            torch.mul(q, log_ratio, out=grad_q[start:end]).add_(diff).mul_(-h)
+
+
 class _SymmetricKL(torch.autograd.Function):
     """(KL(p || q) + KL(q || p)) / 2 over the last dimension, from log-probabilities, keeping for backward only
-    the two inputs (which log-softmax keeps anyway) and recomputing p and q there: the vocabulary-sized
-    intermediates of the autograd version (p, q, p - q, log p - log q) are not held until backward."""
+    the two inputs (which log-softmax keeps anyway) and recomputing p and q there, a chunk of rows at a time."""
 
     @staticmethod
     def forward(ctx, log_p, log_q):
         ctx.save_for_backward(log_p, log_q)
-        diff = log_p.exp().sub_(log_q.exp())  # p - q
-        return 0.5 * torch.linalg.vecdot(diff, log_p - log_q)
+        width = log_p.size(-1)
+        return _kl_rows(log_p.reshape(-1, width), log_q.reshape(-1, width)).view(log_p.shape[:-1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         log_p, log_q = ctx.saved_tensors
-        p, q, log_ratio = log_p.exp(), log_q.exp(), log_p - log_q
-        diff = p - q
-        half = 0.5 * grad.unsqueeze(-1)
-        # d/dlog_p [(p - q)(log p - log q)] = p (log p - log q) + (p - q); d/dlog_q = -(q (log p - log q) + (p - q))
-        grad_p = p.mul_(log_ratio).add_(diff).mul_(half) if ctx.needs_input_grad[0] else None
-        grad_q = q.mul_(log_ratio).add_(diff).mul_(-half) if ctx.needs_input_grad[1] else None
+        width = log_p.size(-1)
+        grad_p = torch.empty_like(log_p, memory_format=torch.contiguous_format) if ctx.needs_input_grad[0] else None
+        grad_q = torch.empty_like(log_q, memory_format=torch.contiguous_format) if ctx.needs_input_grad[1] else None
+        _kl_rows_backward(log_p.reshape(-1, width), log_q.reshape(-1, width), grad.reshape(-1),
+                          None if grad_p is None else grad_p.view(-1, width),
+                          None if grad_q is None else grad_q.view(-1, width))
         return grad_p, grad_q
+
+
+class _SymmetricKLOfHalves(torch.autograd.Function):
+    """``_SymmetricKL`` of the two halves (dim 0) of one tensor, the output of a forward over the batch written
+    twice: the gradient is written into one tensor of the input's shape, so that no split of the
+    vocabulary-sized log-probabilities has to be concatenated back in backward."""
+
+    @staticmethod
+    def forward(ctx, both):
+        ctx.save_for_backward(both)
+        log_p, log_q = both.chunk(2, dim=0)
+        width = both.size(-1)
+        return _kl_rows(log_p.reshape(-1, width), log_q.reshape(-1, width)).view(log_p.shape[:-1])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        (both,) = ctx.saved_tensors
+        width = both.size(-1)
+        log_p, log_q = (h.reshape(-1, width) for h in both.chunk(2, dim=0))
+        grad_both = torch.empty(both.shape, dtype=both.dtype, device=both.device)
+        grad_p, grad_q = (g.view(-1, width) for g in grad_both.chunk(2, dim=0))
+        _kl_rows_backward(log_p, log_q, grad.reshape(-1), grad_p, grad_q)
+        return grad_both
 
 
 def symmetric_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """(KL(p || q) + KL(q || p)) / 2 over the last dimension: 0.5 * sum (p - q)(log p - log q)."""
     log_p, log_q = torch.broadcast_tensors(log_p, log_q)
     return _SymmetricKL.apply(log_p, log_q)
+
+
+def symmetric_kl_of_halves(both: torch.Tensor) -> torch.Tensor:
+    """``symmetric_kl`` of the first and second half (dim 0) of ``both``."""
+    if both.size(0) % 2:
+        raise ValueError(f"symmetric_kl_of_halves needs an even first dimension, got {tuple(both.shape)}")
+    return _SymmetricKLOfHalves.apply(both)
 
 
 def _half(net_output, half: int):
@@ -157,22 +219,25 @@ class LRDropLoss:
                              for k, v in sample["net_input"].items()}
                 both = model(**net_input)
                 recorder.split()
-                outputs = [_half(both, 0), _half(both, 1)]
+                outputs = None
             else:
-                outputs = []
+                both, outputs = None, []
                 for k in (0, 1):
                     recorder.run_pass(k, last=k == 1)
                     outputs.append(model(**sample["net_input"]))
-        # each pass's log-probabilities, computed once for its task loss and the output term
-        self._lprobs = {id(out[0]): model.get_normalized_probs(out, log_probs=True) for out in outputs}
-        try:
-            losses = [self.compute_loss(model, out, sample, reduce=True) for out in outputs]
-            lprobs = [self._lprobs[id(out[0])] for out in outputs]
-        finally:
-            self._lprobs = {}
-        loss = losses[0][0] + losses[1][0]
-        nll_loss = losses[0][1] + losses[1][1]
-        terms = self.consistency_terms(model, sample, lprobs, recorder)
+        # the log-probabilities, computed once for the task loss and the output term
+        if both is not None:  # both passes' task losses as one loss over the batch written twice, as R-Drop's
+            lprobs = model.get_normalized_probs(both, log_probs=True)
+            doubled = dict(sample, target=torch.cat([sample["target"], sample["target"]], dim=0))
+            loss, nll_loss = self.cached_loss(model, both, doubled, lprobs)
+            output_kl = symmetric_kl_of_halves(lprobs.float()) if self.weights["output"] > 0 else None
+        else:
+            lprobs = [model.get_normalized_probs(out, log_probs=True) for out in outputs]
+            (loss0, nll0), (loss1, nll1) = (self.cached_loss(model, out, sample, lp)
+                                            for out, lp in zip(outputs, lprobs))
+            loss, nll_loss = loss0 + loss1, nll0 + nll1
+            output_kl = symmetric_kl(lprobs[0].float(), lprobs[1].float()) if self.weights["output"] > 0 else None
+        terms = self.consistency_terms(sample, output_kl, recorder, zero=loss.new_zeros(()).float())
         for term, value in terms.items():
             loss = loss + self.weights[term] * value
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
@@ -186,19 +251,27 @@ class LRDropLoss:
         }
         logging_output.update({LOG_KEYS[term]: value.data for term, value in terms.items()})
         if getattr(self, "report_accuracy", False):
-            n_correct, total = self.compute_accuracy(model, outputs[0], sample)
+            n_correct, total = self.compute_accuracy(model, _half(both, 0) if both is not None else outputs[0], sample)
             logging_output["n_correct"] = utils.item(n_correct.data)
             logging_output["total"] = utils.item(total.data)
         return loss, sample_size, logging_output
 
+    def cached_loss(self, model, net_output, sample, lprobs):
+        """``compute_loss`` on log-probabilities already computed (``pass_lprobs`` returns them)."""
+        self._lprobs = {id(net_output[0]): lprobs}
+        try:
+            return self.compute_loss(model, net_output, sample, reduce=True)
+        finally:
+            self._lprobs = {}
+
     def pass_lprobs(self, model, net_output):
-        """The log-probabilities of one pass's output: those ``forward`` computed for it, else computed here."""
+        """The log-probabilities of an output: those ``forward`` computed for it, else computed here."""
         cached = getattr(self, "_lprobs", {}).get(id(net_output[0]))
         return cached if cached is not None else model.get_normalized_probs(net_output, log_probs=True)
 
-    def consistency_terms(self, model, sample, lprobs, recorder):
+    def consistency_terms(self, sample, output_kl, recorder, zero):
         """The weighted terms' unweighted values (sums over tokens), for the terms whose weight is above 0;
-        ``lprobs``: the two passes' output log-probabilities."""
+        ``output_kl``: the symmetric KL of the two passes' output distributions per token (B x T)."""
         target = sample["target"]
         token_mask = target.ne(self.padding_idx)  # B x T
         src_tokens = sample["net_input"].get("src_tokens")
@@ -206,10 +279,8 @@ class LRDropLoss:
         if src_tokens is not None and src_tokens.dim() == 2:
             masks["encoder"] = src_tokens.ne(self.padding_idx)
         terms = {}
-        if self.weights["output"] > 0:
-            kl = symmetric_kl(lprobs[0].float(), lprobs[1].float())
-            terms["output"] = kl.masked_fill(~token_mask, 0.0).sum()
-        zero = lprobs[0].new_zeros(()).float()
+        if output_kl is not None:
+            terms["output"] = output_kl.masked_fill(~token_mask, 0.0).sum()
         if self.weights["hidden"] > 0:
             values = []
             for stack, streams in recorder.streams.get(0, {}).items():

@@ -7,7 +7,8 @@ import pytest
 import torch
 from fairseq.modules import MultiheadAttention
 
-from fairseq_layerdrop.criterions.lr_drop_loss import check_weight, symmetric_kl
+from fairseq_layerdrop.criterions import lr_drop_loss
+from fairseq_layerdrop.criterions.lr_drop_loss import check_weight, symmetric_kl, symmetric_kl_of_halves
 from fairseq_layerdrop.modules.drop_structure import plan_step
 from fairseq_layerdrop.modules.seeded_draw import layer_uniforms
 from fairseq_layerdrop.modules.siamese_passes import attention_log_probs
@@ -32,8 +33,11 @@ def test_symmetric_kl_is_the_mean_of_both_directions_and_zero_on_equal_inputs():
     assert torch.equal(symmetric_kl(p, p), torch.zeros(3))
 
 
-def test_symmetric_kl_gradients_are_those_of_the_formula():
-    """The hand-written backward (it keeps only the inputs) against autograd through the formula, and gradcheck."""
+@pytest.mark.parametrize("chunk", [1 << 16, 8], ids=["one chunk", "a chunk per row"])
+def test_symmetric_kl_gradients_are_those_of_the_formula(monkeypatch, chunk):
+    """The hand-written backward (it keeps only the inputs) against autograd through the formula, and gradcheck;
+    computed in one chunk of rows and in many."""
+    monkeypatch.setattr(lr_drop_loss, "CHUNK_ELEMENTS", chunk)
     torch.manual_seed(0)
     logits = [torch.randn(2, 3, 7, dtype=torch.double, requires_grad=True) for _ in range(2)]
     weights = torch.randn(2, 3, dtype=torch.double)
@@ -73,3 +77,25 @@ def test_each_pass_has_its_own_draw_pass_0_is_plain_training_and_both_repeat():
     plans = [[p.describe() for p in plan_step("sublayer", [0.5] * 8, 1, 5, 0, "decoder", pass_index=k)]
              for k in (0, 1)]
     assert plans[0] != plans[1]
+
+
+@pytest.mark.parametrize("chunk", [1 << 16, 8], ids=["one chunk", "a chunk per row"])
+def test_kl_of_halves_is_the_kl_of_the_split_tensor_with_the_same_gradient(monkeypatch, chunk):
+    """The R-Drop path (one forward over the batch written twice): the same values and gradients as splitting
+    the log-probabilities and comparing the halves, without the split's concatenation in backward."""
+    monkeypatch.setattr(lr_drop_loss, "CHUNK_ELEMENTS", chunk)
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3, 7, dtype=torch.double, requires_grad=True)
+    weights = torch.randn(2, 3, dtype=torch.double)
+    ours = symmetric_kl_of_halves(torch.log_softmax(logits, -1))
+    (ours * weights).sum().backward()
+    grad, logits.grad = logits.grad.clone(), None
+    p, q = torch.log_softmax(logits, -1).chunk(2, dim=0)
+    reference = symmetric_kl(p, q)
+    (reference * weights).sum().backward()
+    assert torch.allclose(ours, reference, atol=1e-12) and reference.min() > 0
+    assert torch.allclose(grad, logits.grad, atol=1e-12) and grad.abs().max() > 1e-3
+    both = torch.log_softmax(logits.detach(), -1).requires_grad_()
+    assert torch.autograd.gradcheck(symmetric_kl_of_halves, (both,))
+    with pytest.raises(ValueError, match="even first dimension"):
+        symmetric_kl_of_halves(torch.zeros(3, 2))
