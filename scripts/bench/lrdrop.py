@@ -1,15 +1,16 @@
 """LR-Drop's cost: step time and peak memory against plain cross-entropy, measured in one interleaved run.
 
 The 12-layer LM of the other benchmarks (width 256, FFN 1024, 4 heads, generated Zipfian text, vocabulary
-about 10k; ``scripts/bench_train.py``), built in this process as fairseq-train builds it. One step =
+about 10k; ``scripts/bench/common.py``), built in this process as fairseq-train builds it. One step =
 forward + backward + Adam step on the same batches. Configurations (criterion, LayerDrop rate):
 
     plain cross_entropy, LR-Drop output term only (R-Drop's), LR-Drop with all three terms; p = 0 and 0.5
 
-interleaved over ``--rounds`` so that machine drift hits all alike; every configuration sees the same
-update numbers, so at p = 0.5 plain training and LR-Drop's first pass drop the same layers. Peak memory:
-the tensors autograd saves for backward in one step (activation memory, counted by distinct storage), the
-mean over the timed update numbers; ``--memory-only`` skips the timing.
+interleaved over ``--rounds`` so that machine drift hits all alike (the table: the median of every timed
+step); every configuration sees the same update numbers, so at p = 0.5 plain training and LR-Drop's first
+pass drop the same layers. Peak memory: the tensors autograd saves for backward in one step (activation
+memory, counted by distinct storage), the mean over the timed update numbers; ``--memory-only`` skips the
+timing.
 
     python -m scripts.bench.lrdrop                      # CPU
     python -m scripts.bench.lrdrop --steps 4 --rounds 1  # a quick look
@@ -69,12 +70,14 @@ class Setup:
     def timed_steps(self, first_update):
         if self.device == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        seconds = []
         for i, sample in enumerate(self.batches):
+            start = time.perf_counter()
             self.step(first_update + i, sample)
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) / len(self.batches)
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - start)
+        return seconds
 
 
 def saved_activation_mib(setup, update):
@@ -120,20 +123,23 @@ def main():
             for (label, _, _), setup in zip(CONFIGS, setups):
                 seconds = setup.timed_steps(first_update=r * args.steps)
                 if args.rounds == 1 or r > 0:
-                    times[label].append(seconds)
-                print(f"round {r + 1}/{args.rounds} {label}: {seconds * 1000:.0f} ms/step", flush=True)
+                    times[label].extend(seconds)
+                print(f"round {r + 1}/{args.rounds} {label}: {statistics.mean(seconds) * 1000:.0f} ms/step (mean), "
+                      f"{statistics.median(seconds) * 1000:.0f} (median)", flush=True)
         memory = {}
         for (label, _, _), setup in zip(CONFIGS, setups):
             memory[label] = statistics.mean(saved_activation_mib(setup, u) for u in range(args.steps))
             print(f"memory {label}: {memory[label]:.1f} MiB saved for backward", flush=True)
     if args.memory_only:
         times = {label: [1.0] for label in times}
-    print(f"\n| configuration | ms/step (median) | x plain, same p | activation memory (MiB) | x plain, same p |")
+    print("\n| configuration | ms/step (median of the timed steps) | x plain, same p | activation memory (MiB) "
+          "| x plain, same p |")
     print("|---|---:|---:|---:|---:|")
     for label, _, rate in CONFIGS:
         plain = f"plain p={rate:g}"
         t, t0 = statistics.median(times[label]), statistics.median(times[plain])
-        print(f"| {label} | {t * 1000:.0f} | {t / t0:.2f} | {memory[label]:.0f} | {memory[label] / memory[plain]:.2f} |")
+        mib, mib0 = memory[label], memory[plain]
+        print(f"| {label} | {t * 1000:.0f} | {t / t0:.2f} | {mib:.0f} | {mib / mib0:.2f} |")
 
 
 if __name__ == "__main__":
