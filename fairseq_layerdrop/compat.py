@@ -83,6 +83,14 @@ Elsewhere in the package (overrides that rely on fairseq 0.12's internals):
 13. Attention probabilities for LR-Drop (``modules/siamese_passes.py``): fairseq's fast attention
     path returns no per-head weights, so they are recomputed from ``MultiheadAttention``'s
     ``q_proj`` / ``k_proj`` / ``scaling`` / ``head_dim`` (tests compare them with fairseq's own weights).
+
+And one more in this module:
+
+14. ``--bf16`` on CUDA (below): fairseq 0.12's ``options.parse_args_and_arch`` turns ``--bf16`` into
+    ``--tpu`` (TPUs were its only bf16 device), so ``fairseq-train --bf16`` on a GPU asks for torch_xla
+    and stops. ``distributed_utils.call_main`` is wrapped to clear ``common.tpu`` (and its copy in
+    ``distributed_training``) when bf16 is asked,
+    CUDA is there, ``--cpu`` is not given and torch_xla is not installed (no TPU can be meant).
 """
 
 import argparse
@@ -274,6 +282,54 @@ def crop_self_attention_cache(attention, incremental_state, length):
     if mask is not None:
         buffer["prev_key_padding_mask"] = mask[:, :length]
     attention._set_input_buffer(incremental_state, buffer)
+
+
+# 14. --bf16 on a GPU ------------------------------------------------------------------------------
+# fairseq 0.12 (options.py): ``if args.bf16: args.tpu = True``; the trainer then takes an XLA device
+# (torch_xla) instead of CUDA. Every fairseq command that trains or validates calls
+# ``distributed_utils.call_main`` (looked up in its module at call time) after parsing, so we clear
+# the TPU flag there when a TPU cannot be meant.
+
+def keep_bf16_on_cuda(cfg, cuda_available=None, xla_installed=None) -> bool:
+    """Clear ``cfg.common.tpu`` set by ``--bf16`` when CUDA is available and torch_xla is not; True if cleared."""
+    import importlib.util
+
+    common = getattr(cfg, "common", None)
+    if common is None or not getattr(common, "bf16", False) or not getattr(common, "tpu", False):
+        return False
+    if getattr(common, "cpu", False):
+        return False
+    cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    xla_installed = importlib.util.find_spec("torch_xla") is not None if xla_installed is None else xla_installed
+    if not cuda_available or xla_installed:
+        return False
+    common.tpu = False
+    distributed = getattr(cfg, "distributed_training", None)
+    if getattr(distributed, "tpu", False):  # a copy of common.tpu, read by infer_init_method
+        distributed.tpu = False
+    logger.info("--bf16 on CUDA: fairseq 0.12 takes --bf16 to mean a TPU (torch_xla, not installed); training in "
+                "bfloat16 on the GPU instead (fairseq_layerdrop/compat.py, 14)")
+    return True
+
+
+def train_bf16_on_cuda():
+    """Make fairseq's ``distributed_utils.call_main`` run ``keep_bf16_on_cuda`` first."""
+    from fairseq.distributed import utils as distributed_utils
+
+    call_main = distributed_utils.call_main
+    if getattr(call_main, "keeps_bf16_on_cuda", False):
+        return
+
+    def call_main_bf16_on_cuda(cfg, main, **kwargs):
+        keep_bf16_on_cuda(cfg)
+        return call_main(cfg, main, **kwargs)
+
+    call_main_bf16_on_cuda.keeps_bf16_on_cuda = True
+    call_main_bf16_on_cuda.__wrapped__ = call_main
+    distributed_utils.call_main = call_main_bf16_on_cuda
+
+
+train_bf16_on_cuda()
 
 
 def check_fairseq_version(version=None) -> bool:
