@@ -12,9 +12,9 @@
 #   lrdrop_half: the same with half the updates (equal compute with layerdrop)
 #   early_exit: 8 layers, --decoder-layerdrop 0.5 with LayerSkip's early-exit loss (--criterion
 #               early_exit_cross_entropy); its "top" curve is early exit at E layers (--early-exit E)
-# searches, for the layerdrop and baseline models, the kept layers that give the best validation
+# searches, for the layerdrop, baseline and lrdrop models, the kept layers that give the best validation
 # perplexity at every depth (fairseq-layerdrop search: exhaustive, C(8,R) <= 70 subsets), then sweeps
-# the 8-layer models over depths 1..8 (layerdrop, baseline: every strategy in STRATEGIES and search;
+# the 8-layer models over depths 1..8 (layerdrop, baseline, lrdrop: every strategy in STRATEGIES and search;
 # gated: learned and every-other; pruning at load time, no finetuning), evaluates scratch4 at its full
 # depth, and merges everything into one table (results.csv, results.md) and one plot (results.png:
 # perplexity against kept depth), with the reproduction's targets checked on the numbers.
