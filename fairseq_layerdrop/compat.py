@@ -37,7 +37,8 @@ In this module (patches applied at import):
 
 5. ``fairseq.models.build_model`` is wrapped to record its ``from_checkpoint`` flag, so that checks
    of training flags (``--layer-gates`` needs a gated criterion) run when fairseq-train builds a
-   model but not when a checkpoint is loaded (below).
+   model but not when a checkpoint is loaded, and to keep a weak reference to the model built to
+   train, which the plugin's criteria check when fairseq-train builds them next (below).
 
 6. Cropping the self-attention cache (``crop_self_attention_cache``, below): self-speculative decoding
    forgets rejected drafts by cutting ``prev_key`` / ``prev_value`` / ``prev_key_padding_mask`` of
@@ -234,6 +235,7 @@ refuse_unread_pruning_overrides()
 # ``models.build_model`` up at call time, so a wrapper that records the flag is enough.
 
 import contextvars  # noqa: E402
+import weakref  # noqa: E402
 
 _FROM_CHECKPOINT = contextvars.ContextVar("fairseq_layerdrop_from_checkpoint", default=False)
 
@@ -241,6 +243,22 @@ _FROM_CHECKPOINT = contextvars.ContextVar("fairseq_layerdrop_from_checkpoint", d
 def building_from_checkpoint() -> bool:
     """True while fairseq builds a model to load a checkpoint into (not to train from the command line)."""
     return _FROM_CHECKPOINT.get()
+
+
+_TRAINING_MODEL = (None, None)  # weak references to the model fairseq last built to train, and its task
+
+
+def model_built_for_training(task):
+    """The model that ``task`` last built in this process to train (not to load a checkpoint into), or None.
+
+    fairseq-train builds the model, then the criterion, with the same task: the plugin's criteria check
+    that model, so that a criterion the model cannot serve is refused at start, before the training data
+    is read.
+    """
+    model_ref, task_ref = _TRAINING_MODEL
+    if model_ref is None or task_ref() is not task:
+        return None
+    return model_ref()
 
 
 def record_from_checkpoint():
@@ -252,11 +270,15 @@ def record_from_checkpoint():
         return
 
     def build_model(cfg, task, from_checkpoint=False):
+        global _TRAINING_MODEL
         token = _FROM_CHECKPOINT.set(bool(from_checkpoint))
         try:
-            return build(cfg, task, from_checkpoint)
+            model = build(cfg, task, from_checkpoint)
         finally:
             _FROM_CHECKPOINT.reset(token)
+        if not from_checkpoint:
+            _TRAINING_MODEL = (weakref.ref(model), weakref.ref(task))
+        return model
 
     build_model.records_from_checkpoint = True
     models.build_model = build_model

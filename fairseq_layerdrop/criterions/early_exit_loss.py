@@ -36,6 +36,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.logging import metrics
 
+from ..compat import model_built_for_training
 from ..modules.layer_drop import SeededLayerDropList
 from .early_exit_weights import CURRICULA, check_early_exit_options, exit_enabled, exit_weights
 
@@ -73,6 +74,9 @@ class EarlyExitLoss:
         self.rotation_interval, self.gradual_updates = check_early_exit_options(
             early_exit_scale, early_exit_curriculum, early_exit_rotation_interval, early_exit_gradual_updates)
         self.e_scale, self.curriculum = float(early_exit_scale), early_exit_curriculum
+        model = model_built_for_training(getattr(self, "task", None))
+        if model is not None:  # fairseq-train built it just before: refuse a model without exits, at start
+            self.decoder_of(model)
 
     @staticmethod
     def decoder_of(model):

@@ -32,6 +32,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.logging import metrics
 
+from ..compat import model_built_for_training
 from ..modules.layer_gates import gated_stacks
 
 GATE_DRAWS = "gate_draws"
@@ -60,6 +61,12 @@ class LayerGateLoss:
         self.gate_weight, self.gate_baseline_decay = float(gate_weight), float(gate_baseline_decay)
         self.baseline = None
         self._stacks = (None, [])
+        model = model_built_for_training(getattr(self, "task", None))
+        if model is not None and not gated_stacks(model):  # fairseq's own architectures: refused at start
+            raise ValueError(
+                f"--criterion {self.criterion_name} trains learned layer gates, which this model "
+                f"({type(model).__name__}) does not have: train one of the plugin's architectures with "
+                f"--layer-gates (e.g. --arch transformer_lm_layerdrop), or use --criterion {self.plain_name}")
 
     def stacks(self, model):
         if self._stacks[0] is not model:
@@ -108,6 +115,8 @@ class GatedCrossEntropyConfig(CrossEntropyCriterionConfig, LayerGateLossConfig):
 class GatedCrossEntropyCriterion(LayerGateLoss, CrossEntropyCriterion):
     """fairseq's ``cross_entropy`` plus the layer gates' estimator (see the module docstring)."""
 
+    criterion_name, plain_name = "gated_cross_entropy", "cross_entropy"
+
     def __init__(self, task, sentence_avg, gate_weight=0.1, gate_baseline_decay=0.9):
         super().__init__(task, sentence_avg)
         self.init_gates(gate_weight, gate_baseline_decay)
@@ -121,6 +130,8 @@ class GatedLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionCon
 @register_criterion("gated_label_smoothed_cross_entropy", dataclass=GatedLabelSmoothedCrossEntropyConfig)
 class GatedLabelSmoothedCrossEntropyCriterion(LayerGateLoss, LabelSmoothedCrossEntropyCriterion):
     """fairseq's ``label_smoothed_cross_entropy`` plus the layer gates' estimator (see the module docstring)."""
+
+    criterion_name, plain_name = "gated_label_smoothed_cross_entropy", "label_smoothed_cross_entropy"
 
     def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0, report_accuracy=False,
                  gate_weight=0.1, gate_baseline_decay=0.9):

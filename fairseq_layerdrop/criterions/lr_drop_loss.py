@@ -42,6 +42,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.logging import metrics
 from omegaconf import II
 
+from ..compat import model_built_for_training
 from ..modules.layer_gates import gated_stacks
 from ..modules.siamese_passes import siamese_passes, seeded_stacks
 
@@ -186,9 +187,13 @@ class LRDropLoss:
         self.distributed = (distributed_world_size or 1) > 1
         self.ddp_backend = ddp_backend
         self._checked = None
+        model = model_built_for_training(getattr(self, "task", None))
+        if model is not None:  # fairseq-train built it just before: refuse what LR-Drop cannot do, at start
+            self.check_model(model)
 
     def check_model(self, model):
-        """Refuse, at the first training step, what LR-Drop cannot do with this model."""
+        """Refuse what LR-Drop cannot do with this model (when fairseq-train builds the criterion; again at the
+        first training step, for a criterion built elsewhere)."""
         if self._checked is model:
             return
         if gated_stacks(model):

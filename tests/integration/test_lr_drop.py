@@ -76,11 +76,12 @@ def test_a_bad_weight_stops_training_at_start_naming_the_flag(lm_data, flag, val
     (FAIRSEQ_TINY + ["--lr-drop-hidden-weight", "1"], "--lr-drop-hidden-weight compare the two passes layer by layer"),
     (TINY + ["--decoder-layerdrop", "0.5", "--layer-gates"], "--layer-gates"),
 ], ids=["fairseq-arch-layer-term", "gates"])
-def test_what_lr_drop_cannot_do_is_refused_before_the_first_update(lm_data, tmp_path, args, message):
+def test_what_lr_drop_cannot_do_is_refused_at_start(lm_data, tmp_path, args, message):
     proc = train(lm_data, *args, "--criterion", "lr_drop_cross_entropy", "--max-update", "2",
-                 "--save-dir", tmp_path, check=False)  # fairseq writes crash.pt there
+                 "--save-dir", tmp_path / "save", check=False)
     assert proc.returncode != 0 and message in proc.stderr
     assert "num_updates" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "save").exists() or not os.listdir(tmp_path / "save")  # no crash.pt: before any step
 
 
 def lm_model(lm_data, *args):

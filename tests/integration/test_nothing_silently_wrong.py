@@ -6,6 +6,7 @@ import re
 import stat
 import subprocess
 
+import pytest
 import torch
 
 import fairseq_layerdrop  # noqa: F401  (allow-lists the classes plugin checkpoints hold, for torch.load here)
@@ -35,6 +36,24 @@ def test_a_gated_criterion_without_layer_gates_is_refused_at_start(lm_data, tmp_
     output = refused_training(lm_data, tmp_path / "save", "--criterion", "gated_cross_entropy")
     assert ("--criterion gated_cross_entropy trains learned layer gates: add --layer-gates (with a LayerDrop rate "
             "above 0), or use --criterion cross_entropy") in output, output[-2000:]
+
+
+FAIRSEQ_LM = ["--arch", "transformer_lm", "--decoder-layers", "2", "--decoder-embed-dim", "32",
+              "--decoder-input-dim", "32", "--decoder-output-dim", "32", "--decoder-ffn-embed-dim", "64",
+              "--decoder-attention-heads", "2"]
+
+
+@pytest.mark.parametrize("criterion, message", [
+    (["gated_cross_entropy"], "--criterion gated_cross_entropy trains learned layer gates, which this model "
+                              "(TransformerLanguageModel) does not have"),
+    (["early_exit_cross_entropy"], "the early-exit criteria need a decoder of this plugin"),
+    (["lr_drop_cross_entropy", "--lr-drop-attention-weight", "1"],
+     "--lr-drop-attention-weight compare the two passes layer by layer"),
+], ids=["gated", "early-exit", "lr-drop-layer-term"])
+def test_a_plugin_criterion_that_fairseqs_own_lm_cannot_serve_is_refused_at_start(lm_data, tmp_path, criterion,
+                                                                                   message):
+    output = refused_training(lm_data, tmp_path / "save", *FAIRSEQ_LM, "--criterion", *criterion)
+    assert message in output, output[-2000:]
 
 
 def test_head_dropping_with_one_head_is_refused_at_start(lm_data, tmp_path):

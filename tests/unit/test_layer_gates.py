@@ -126,11 +126,16 @@ def test_gates_need_a_rate_and_the_gated_criterion_needs_gates(lm_data):
                               "--tokens-per-sample", 32)
     from fairseq_layerdrop.criterions.layer_gate_loss import GatedCrossEntropyCriterion
 
-    criterion = GatedCrossEntropyCriterion(task, sentence_avg=False)
+    # the task has just built a model without gates (as fairseq-train does before the criterion): refused at once
+    with pytest.raises(ValueError, match=r"--criterion gated_cross_entropy trains learned layer gates, which this "
+                                         r"model \(TransformerLMLayerDrop\) does not have"):
+        GatedCrossEntropyCriterion(task, sentence_avg=False)
+    _, gated_task = gated_lm(lm_data)
+    criterion = GatedCrossEntropyCriterion(gated_task, sentence_avg=False)
     with pytest.raises(ValueError, match=r"--gate-weight must be 0 or more"):
-        GatedCrossEntropyCriterion(task, sentence_avg=False, gate_weight=-1.0)
+        GatedCrossEntropyCriterion(gated_task, sentence_avg=False, gate_weight=-1.0)
     with pytest.raises(ValueError, match=r"--gate-baseline-decay must be in \[0, 1\)"):
-        GatedCrossEntropyCriterion(task, sentence_avg=False, gate_baseline_decay=1.0)
-    with pytest.raises(ValueError, match="build the model with --layer-gates"):
+        GatedCrossEntropyCriterion(gated_task, sentence_avg=False, gate_baseline_decay=1.0)
+    with pytest.raises(ValueError, match="build the model with --layer-gates"):  # a model it was not built with
         criterion(model, {"net_input": {"src_tokens": torch.randint(4, 20, (2, 8))},
                           "target": torch.randint(4, 20, (2, 8)), "ntokens": 16})
