@@ -34,7 +34,7 @@ def main(argv=None, prog=None):
 
     from fairseq_layerdrop.pruning import PruningError
     from fairseq_layerdrop.pruning.contribution import existing_result
-    from fairseq_layerdrop.pruning.search import save_search_result, search_kept_layers
+    from fairseq_layerdrop.pruning.search import check_search_result, save_search_result, search_kept_layers, search_plan
 
     try:
         depths = [int(k) for k in args.keep.split(",")]
@@ -50,6 +50,13 @@ def main(argv=None, prog=None):
     except ValueError as error:
         sys.exit(f"fairseq-layerdrop search: {error}")
     num_layers = len(getattr(model, args.stack).layers)
+    try:  # every depth and the --out file, before any scoring or writing
+        for keep in depths:
+            search_plan(num_layers, keep, args.budget, args.beam)
+        if os.path.isdir(args.out):
+            check_search_result(os.path.join(args.out, "search.json"), args.stack, num_layers)
+    except PruningError as error:
+        sys.exit(f"fairseq-layerdrop search: {error}")
     print(f"loaded {args.checkpoint} ({args.stack}: {num_layers} layers) and {len(batches)} {args.subset} batches "
           f"in {time.time() - started:.1f}s; full depth: perplexity {perplexity(model, batches):.3f}", flush=True)
 

@@ -162,8 +162,8 @@ def main(argv=None, prog=None):
         sys.exit(f"fairseq-layerdrop sweep: unknown strategies {unknown}; choose from {', '.join(sorted(STRATEGIES))}")
     try:
         wanted = [int(d) for d in args.depths.split(",")] if args.depths else list(range(1, full + 1))
-        plans = [(depth, strategy, {s: kept_layers(strategy, depths[s], depth, stack=s, state_dict=state["model"],
-                                                   cfg=cfg) for s in stacks})
+        plans = [(depth, strategy, {s: kept_layers(strategy, depths[s], depth, stack=s, flag="--strategies",
+                                                   state_dict=state["model"], cfg=cfg) for s in stacks})
                  for depth in wanted for strategy in strategies]
     except (PruningError, ValueError) as error:
         sys.exit(f"fairseq-layerdrop sweep: {error}")

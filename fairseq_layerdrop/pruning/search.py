@@ -22,6 +22,27 @@ def removal_search_cost(num_layers: int, keep: int, beam: int) -> int:
     return sum(min(beam * size, math.comb(num_layers, size - 1)) for size in range(keep + 1, num_layers + 1))
 
 
+def search_plan(num_layers: int, keep: int, budget: int = 100, beam: int = 1) -> Tuple[str, int, int]:
+    """How the search for ``keep`` of ``num_layers`` layers runs within ``budget``: ``("exhaustive", 0,
+    subsets)`` or ``("beam", width, most evaluations)``; a PruningError naming the flag for a request it cannot
+    serve (checked before any scoring)."""
+    if not 1 <= keep <= num_layers:
+        raise PruningError(f"--keep must be in 1..{num_layers}, got {keep}")
+    if budget < 1 or beam < 1:
+        raise PruningError(f"--budget and --beam must be at least 1 (got {budget} and {beam})")
+    subsets = math.comb(num_layers, keep)
+    if subsets <= budget:
+        return "exhaustive", 0, subsets
+    width = beam
+    while width > 1 and removal_search_cost(num_layers, keep, width) > budget:
+        width -= 1
+    total = removal_search_cost(num_layers, keep, width)
+    if total > budget:
+        raise PruningError(f"--budget {budget} is too small: C({num_layers},{keep}) = {subsets} subsets, and a greedy "
+                           f"search over removals needs {total} evaluations")
+    return "beam", width, total
+
+
 def search_kept_layers(
     num_layers: int, keep: int, evaluate: Callable[[List[int]], float], budget: int = 100, beam: int = 1,
     progress: Callable[[str], None] = print,
@@ -32,10 +53,7 @@ def search_kept_layers(
     reduced (with a note) until its cost fits the budget. Each evaluated candidate is a dict
     (``kept``, ``score``, ``method``, ``step``).
     """
-    if not 1 <= keep <= num_layers:
-        raise PruningError(f"--keep must be in 1..{num_layers}, got {keep}")
-    if budget < 1 or beam < 1:
-        raise PruningError(f"--budget and --beam must be at least 1 (got {budget} and {beam})")
+    method, width, total = search_plan(num_layers, keep, budget, beam)
     evaluated: Dict[Candidate, dict] = {}
 
     def score(candidate: Candidate, method: str, step: int, total: int) -> float:
@@ -47,19 +65,11 @@ def search_kept_layers(
                      f"{value:.4f} (best {best['score']:.4f}: {','.join(map(str, best['kept']))})")
         return evaluated[candidate]["score"]
 
-    subsets = math.comb(num_layers, keep)
-    if subsets <= budget:
-        progress(f"exhaustive search: {subsets} subsets of {keep} of {num_layers} layers")
-        best = min(itertools.combinations(range(num_layers), keep), key=lambda c: score(c, "exhaustive", 0, subsets))
+    if method == "exhaustive":
+        progress(f"exhaustive search: {total} subsets of {keep} of {num_layers} layers")
+        best = min(itertools.combinations(range(num_layers), keep), key=lambda c: score(c, "exhaustive", 0, total))
         return list(best), list(evaluated.values())
 
-    width = beam
-    while width > 1 and removal_search_cost(num_layers, keep, width) > budget:
-        width -= 1
-    total = removal_search_cost(num_layers, keep, width)
-    if total > budget:
-        raise PruningError(f"--budget {budget} is too small: C({num_layers},{keep}) = {subsets} subsets, and a greedy "
-                           f"search over removals needs {total} evaluations")
     if width != beam:
         progress(f"note: beam {beam} would exceed --budget {budget}; using beam {width}")
     progress(f"beam search over removals (beam {width}): at most {total} evaluations")
@@ -70,15 +80,29 @@ def search_kept_layers(
     return list(level[0]), list(evaluated.values())
 
 
+def check_search_result(path: str, stack: str, num_layers: int, flag: str = "--out"):
+    """The search result already at ``path`` (None if none), if results for a ``stack`` of ``num_layers`` can be
+    added to it; a PruningError naming ``flag`` otherwise (checked before the search, not after)."""
+    from .contribution import existing_result
+
+    try:
+        result = existing_result(path, flag)
+    except ValueError as error:
+        raise PruningError(str(error)) from None
+    entry = (result or {}).get("stacks", {}).get(stack)
+    if entry is not None and (not isinstance(entry, dict) or entry.get("num_layers") != num_layers):
+        found = entry.get("num_layers") if isinstance(entry, dict) else entry
+        raise PruningError(f"{flag} {path} holds results for a {stack} of {found} layers, not {num_layers}: "
+                           f"give another --out for this checkpoint")
+    return result
+
+
 def save_search_result(path: str, stack: str, num_layers: int, keep: int, kept: Sequence[int], score: float,
                        metric: str, checkpoint: str) -> None:
     """Add (or replace) the result for (stack, keep) in the JSON file at ``path``."""
-    from .contribution import existing_result
-
-    result = existing_result(path) or {"checkpoint": checkpoint, "metric": metric, "stacks": {}}
+    result = check_search_result(path, stack, num_layers) or {"checkpoint": checkpoint, "metric": metric,
+                                                                "stacks": {}}
     entry = result["stacks"].setdefault(stack, {"num_layers": num_layers, "kept": {}, "score": {}})
-    if entry["num_layers"] != num_layers:
-        raise PruningError(f"{path} holds results for a {stack} of {entry['num_layers']} layers, not {num_layers}")
     entry["kept"][str(keep)] = list(kept)
     entry["score"][str(keep)] = score
     with open(path, "w") as f:

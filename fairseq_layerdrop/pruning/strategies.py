@@ -63,30 +63,33 @@ def symmetric(num_layers: int, keep: int, **context) -> List[int]:
     return list(range(low)) + list(range(num_layers - (keep - low), num_layers))
 
 
-def check_strategy_request(strategy: str, num_layers: int, keep: int, stack: str = "decoder") -> None:
-    """Refuse an unknown strategy, an argument a strategy does not take, or a target depth outside 1..N."""
+def check_strategy_request(strategy: str, num_layers: int, keep: int, stack: str = "decoder",
+                           flag: str = "--prune-strategy") -> None:
+    """Refuse an unknown strategy, an argument a strategy does not take, or a target depth outside 1..N
+    (naming ``flag``, the option the strategy came from)."""
     name, colon, argument = str(strategy).partition(":")
     if name not in STRATEGIES:
-        raise PruningError(f"--prune-strategy: unknown pruning strategy {strategy!r}; "
+        raise PruningError(f"{flag}: unknown pruning strategy {strategy!r}; "
                            f"choose from {', '.join(sorted(STRATEGIES))}")
     if colon and name not in TAKES_ARGUMENT:
-        raise PruningError(f"--prune-strategy {strategy}: {name!r} takes no ':{argument}'; give --prune-strategy {name}")
+        raise PruningError(f"{flag} {strategy}: {name!r} takes no ':{argument}'; give {flag} {name}")
     if name in TAKES_ARGUMENT and not argument:
-        raise PruningError(f"--prune-strategy {strategy}: pruning strategy {name!r} needs a file: "
-                           f"--prune-strategy {name}:PATH")
+        raise PruningError(f"{flag} {strategy}: pruning strategy {name!r} needs a file: "
+                           f"{flag} {name}:PATH")
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= num_layers:
         raise PruningError(
             f"cannot prune the {stack} to {keep!r} layers: it has {num_layers}, so choose 1 to {num_layers}"
         )
 
 
-def kept_layers(strategy: str, num_layers: int, keep: int, stack: str = "decoder", **context) -> List[int]:
+def kept_layers(strategy: str, num_layers: int, keep: int, stack: str = "decoder", flag: str = "--prune-strategy",
+                **context) -> List[int]:
     """The kept-layer list of ``strategy`` for pruning the ``stack``'s ``num_layers`` layers to ``keep``.
 
     Whatever the strategy (a file it reads included), the result is checked: ``keep`` distinct
     layers of the stack, or a ``PruningError`` naming the strategy.
     """
-    check_strategy_request(strategy, num_layers, keep, stack)
+    check_strategy_request(strategy, num_layers, keep, stack, flag)
     name, _, argument = strategy.partition(":")
     if argument:
         context["argument"] = argument
@@ -95,7 +98,7 @@ def kept_layers(strategy: str, num_layers: int, keep: int, stack: str = "decoder
         raise PruningError(f"pruning strategy {name!r} needs {', '.join(missing)}")
     layers = STRATEGIES[name](num_layers, keep, stack=stack, **context)
     if not isinstance(layers, (list, tuple)):
-        raise PruningError(f"--prune-strategy {strategy} gave {layers!r} for the {stack}, not a list of layers")
+        raise PruningError(f"{flag} {strategy} gave {layers!r} for the {stack}, not a list of layers")
     try:
         layers = check_kept_layers(layers, num_layers, stack)
     except PruningError as error:

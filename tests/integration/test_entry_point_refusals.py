@@ -44,6 +44,24 @@ def test_search_layers_refuses_an_out_that_is_a_file_or_holds_another_result(lm_
                                                     "--out", tmp_path / "old")
 
 
+def test_search_refuses_a_depth_or_a_result_file_that_does_not_fit_the_model_before_scoring(lm_data, lm_checkpoint,
+                                                                                             tmp_path):
+    # lm_checkpoint has 6 decoder layers; nothing is scored or written for a request that cannot be served
+    out = tmp_path / "s"
+    assert tool("search", lm_checkpoint, lm_data, "--keep", "5,9", "--out", out) == \
+        "fairseq-layerdrop search: --keep must be in 1..6, got 9"
+    assert tool("search", lm_checkpoint, lm_data, "--keep", "2", "--budget", "3", "--out", out) == \
+        "fairseq-layerdrop search: --budget 3 is too small: C(6,2) = 15 subsets, and a greedy search over removals " \
+        "needs 18 evaluations"  # greedy from 6 to 2 layers: 6 + 5 + 4 + 3 candidates
+    assert not out.exists()
+    out.mkdir()
+    (out / "search.json").write_text('{"stacks": {"decoder": {"num_layers": 8, "kept": {"4": [0, 2, 4, 6]}}}}')
+    assert tool("search", lm_checkpoint, lm_data, "--keep", "2", "--out", out) == \
+        f"fairseq-layerdrop search: --out {out / 'search.json'} holds results for a decoder of 8 layers, not 6: " \
+        "give another --out for this checkpoint"
+    assert sorted(os.listdir(out)) == ["search.json"]  # no search.csv: refused before the search
+
+
 def test_depth_sweep_refuses_flags_it_would_ignore_and_files_it_cannot_read(lm_data, lm_checkpoint, not_a_checkpoint,
                                                                               tmp_path):
     assert tool("sweep", lm_checkpoint, lm_data, "--stack", "encoder", "--out", tmp_path / "s") == \
@@ -55,6 +73,8 @@ def test_depth_sweep_refuses_flags_it_would_ignore_and_files_it_cannot_read(lm_d
     (tmp_path / "taken").write_text("x")
     assert tool("sweep", lm_checkpoint, lm_data, "--out", tmp_path / "taken") == \
         f"fairseq-layerdrop sweep: --out {tmp_path / 'taken'} is a file; give a directory for sweep.csv, sweep.md, sweep.png"
+    assert tool("sweep", lm_checkpoint, lm_data, "--strategies", "every-other,top:foo", "--out", tmp_path / "s") == \
+        "fairseq-layerdrop sweep: --strategies top:foo: 'top' takes no ':foo'; give --strategies top"
     assert not (tmp_path / "s").exists()
 
 
