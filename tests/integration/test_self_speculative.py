@@ -19,7 +19,9 @@ import torch
 
 from tests.helpers import PLUGIN, TRAIN_COMMON, fairseq, load_models
 
-MT_DECODE = ["--cpu", "--beam", "1", "--batch-size", "8", "--max-len-a", "1", "--max-len-b", "3", "--gen-subset", "test"]
+MT_DECODE = ["--cpu", "--beam", "1", "--batch-size", "8", "--required-batch-size-multiple", "1", "--max-len-a", "1",
+             "--max-len-b", "3", "--gen-subset", "test"]  # batches of any size: every sentence of the split
+TEST_SENTENCES = 50  # the translation test split of tests/conftest.py
 LM_DECODE = ["--cpu", "--beam", "1", "--batch-size", "4", "--buffer-size", "4", "--max-len-b", "24"]
 SUMMARY = re.compile(r"self-speculative decoding \(draft with layers 1-(\d+) of (\d+), (\d+) draft tokens\): "
                      r"([\d,]+) sentences, ([\d,]+) tokens .* accepted ([\d,]+) of ([\d,]+) drafted tokens")
@@ -85,7 +87,7 @@ def mt_checkpoint(translation_data, tmp_path_factory):
 def mt_greedy(translation_data, mt_checkpoint):
     proc = generate(translation_data, mt_checkpoint)
     found = Hypotheses(hypotheses(proc.stdout))
-    assert len(found) == sum(line.startswith("S-") for line in proc.stdout.splitlines()) > 40
+    assert len(found) == sum(line.startswith("S-") for line in proc.stdout.splitlines()) == TEST_SENTENCES
     assert len(set(found.values())) > len(found) // 2  # outputs depend on the input
     found.tokens = positional_score_count(proc.stdout)
     return found
@@ -115,6 +117,23 @@ def test_lm_continuation_self_speculative_is_greedy(lm_data, lm_checkpoint, lm_p
     stats = summary(proc.stderr)
     assert (stats["exit_layer"], stats["draft"], stats["sentences"]) == (exit_layer, draft, lm_prompts[1])
     assert stats["accepted"] <= stats["drafted"]
+
+
+def test_translation_through_fairseq_interactive_is_greedy(translation_data, mt_checkpoint):
+    source = translation_data.parent / "raw" / "test.src"
+
+    def translate(*flags):
+        return fairseq("fairseq-interactive", translation_data, "--user-dir", PLUGIN, "--task", "translation_layerdrop",
+                       "--source-lang", "src", "--target-lang", "tgt", "--path", mt_checkpoint, "--cpu", "--beam", "1",
+                       "--batch-size", "8", "--buffer-size", "8", "--max-len-a", "1", "--max-len-b", "3", "--input", source,
+                       *flags)
+
+    greedy = hypotheses(translate().stdout)
+    assert len(greedy) == len(source.read_text().splitlines()) == TEST_SENTENCES
+    proc = translate("--self-speculative", 2, "--draft-tokens", 3)
+    assert hypotheses(proc.stdout) == greedy
+    stats = summary(proc.stderr)
+    assert (stats["exit_layer"], stats["depth"], stats["draft"], stats["sentences"]) == (2, 6, 3, TEST_SENTENCES)
 
 
 def test_translation_early_exit_is_top_pruning(translation_data, mt_checkpoint, mt_greedy):
