@@ -78,6 +78,11 @@ def test_an_exported_plugin_lm_without_user_dir_names_the_remedy_and_with_it_eva
                     check=False)
     assert plain.returncode != 0
     assert "fairseq_layerdrop.compat.LoadWithUserDirMark" in plain.stderr and "KeyError" not in plain.stderr
+    with_plugin = fairseq("fairseq-eval-lm", lm_data, "--path", tmp_path / "small.pt", "--cpu", "--tokens-per-sample",
+                          "64", "--user-dir", PLUGIN)
+    log = with_plugin.stdout + with_plugin.stderr
+    tokens = int(re.search(r"Evaluated ([0-9,]+) tokens", log).group(1).replace(",", ""))
+    assert tokens > 1000 and 1 < float(re.search(r"Perplexity: ([0-9.]+)", log).group(1)) < 1000, log[-2000:]
 
 
 def test_continuing_training_from_an_export_names_the_depth_flag_and_trains_with_it(lm_data, lm_checkpoint,
