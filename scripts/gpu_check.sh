@@ -42,11 +42,13 @@ part() {
     return 0
 }
 
+# the paper's four PTB models (the LM box is shared among them; mini_lm.sh trains seven by default)
+LM_MODELS=layerdrop,baseline,scratch4,gated
 if [[ "$TINY" == 1 ]]; then
     PY="${PYTHON:-$HERE/.venv/bin/python}"
     # generous boxes: on this shared 2-core machine under load a fairseq command can take a minute to start
     INSTALL_S=0; TESTS_S="${TESTS_S:-300}"; BENCH_S="${BENCH_S:-900}"; LM_S="${LM_S:-1200}"; MT_S="${MT_S:-1200}"
-    LM_SETTINGS=(SMOKE=1 SMOKE_UPDATES=12 PARALLEL=0 DEVICE_ARGS=--cpu "TRAIN_ARGS=--patience 2")
+    LM_SETTINGS=(SMOKE=1 SMOKE_UPDATES=12 PARALLEL=0 DEVICE_ARGS=--cpu "TRAIN_ARGS=--patience 2" "MODEL_NAMES=$LM_MODELS")
     MT_SETTINGS=(SMOKE=1 SMOKE_UPDATES=12 PARALLEL=0 DEVICE_ARGS=--cpu "TRAIN_ARGS=--patience 2")
     TEST_ARGS=(tests/gpu)
     BENCH_ARGS=(--tiny --rounds 1)
@@ -59,6 +61,7 @@ else
     LM_HOURS=$(awk "BEGIN { printf \"%.4f\", ($LM_S - 40) / 4 / 3600 }")
     MT_HOURS=$(awk "BEGIN { printf \"%.4f\", ($MT_S - 25) / 2 / 3600 }")
     LM_SETTINGS=(PARALLEL=0 DEVICE_ARGS=--fp16 "TRAIN_ARGS=--patience 3 --stop-time-hours $LM_HOURS" UPDATES=100000
+                 "MODEL_NAMES=$LM_MODELS"
                  DIM=512 TOKENS=8192 WARMUP=400 DEPTHS=8,6,4,2 STRATEGIES=every-other SEARCH_BUDGET=20)
     MT_SETTINGS=(PARALLEL=0 DEVICE_ARGS=--fp16 "TRAIN_ARGS=--patience 3 --stop-time-hours $MT_HOURS" UPDATES=100000
                  DIM=256 TOKENS=8192 DEPTHS=6,3 STRATEGIES=every-other STACKS=both)
@@ -97,7 +100,7 @@ recipe() {  # recipe NAME DATA_SRC BOX SETTINGS...: the carried corpus copied in
 }
 if wants lm; then
 recipe mini_lm "$LM_DATA_SRC" "$LM_S" "${LM_SETTINGS[@]}"
-"$PY" -m scripts.gpu.convergence "$WORK/mini_lm" layerdrop baseline scratch4 gated --out "$WORK/mini_lm/convergence" \
+"$PY" -m scripts.gpu.convergence "$WORK/mini_lm" ${LM_MODELS//,/ } --out "$WORK/mini_lm/convergence" \
     > "$LOGS/lm_convergence.log" 2>&1
 cp "$WORK/mini_lm/results.png" "$RESULTS/lm.png" 2>/dev/null
 fi

@@ -14,7 +14,7 @@
 # mini_begin NAME ARGS...: recipe_begin, with SMOKE=1 as --smoke, OUT as WORK_DIR, the default work dir
 # runs/NAME (runs/NAME_smoke with --smoke), and STOP_AFTER=data as --stage data.
 mini_begin() {
-    local name=$1 arg smoke=${SMOKE:-0}
+    local name=$1 arg smoke=$SMOKE  # stages.sh took SMOKE from the environment
     shift
     for arg in "$@"; do [[ $arg == --smoke ]] && smoke=1; done
     WORK_DIR=${WORK_DIR:-${OUT:-$ROOT/runs/$name$([[ $smoke == 1 ]] && echo _smoke || true)}}

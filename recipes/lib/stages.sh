@@ -18,7 +18,7 @@ USER_DIR=$ROOT/fairseq_layerdrop
 SETTINGS=()
 ONLY_STAGES=()
 EVERY_RUN_STAGES=()
-SMOKE=0
+SMOKE=${SMOKE:-0}  # SMOKE=1 in the environment is --smoke (the mini recipes' older spelling)
 FORCE=0
 SHOW_HELP=0
 DATA_DIR=${DATA_DIR:-}
@@ -46,6 +46,7 @@ recipe_begin() {
             *) die "unknown option '$1' (see --help)" ;;
         esac
     done
+    [[ $SMOKE == 0 || $SMOKE == 1 ]] || die "SMOKE must be 0 or 1 (or pass --smoke), got '$SMOKE'"
     if [[ -n $DATA_DIR ]]; then
         [[ -d $DATA_DIR ]] || die "--data-dir $DATA_DIR: no such directory"
         DATA_DIR=$(cd "$DATA_DIR" && pwd)

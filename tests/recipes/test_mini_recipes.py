@@ -4,6 +4,7 @@ rerun skips what is finished. The old environment interface (OUT=DIR) is checked
 
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -131,6 +132,20 @@ def test_a_budget_that_is_not_a_positive_number_is_refused_before_any_work(tmp_p
                           env={**os.environ, "UPDATES": "3k", "OUT": str(tmp_path / "out"), "PYTHON": sys.executable})
     assert proc.returncode == 2 and "UPDATES must be a positive number of updates, got '3k'" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["mini_lm.sh", "mini_mt.sh"])
+def test_smoke_1_in_the_environment_is_smoke_and_another_value_is_refused(tmp_path, name):
+    def help_with(smoke, *args):
+        return subprocess.run(["bash", os.path.join(ROOT, "recipes", name), *args, "--help"], capture_output=True,
+                              text=True, env={**os.environ, "PYTHON": sys.executable, "SMOKE": smoke})
+    smoke, plain, flag = help_with("1"), help_with("0"), help_with("0", "--smoke")
+    assert smoke.returncode == plain.returncode == flag.returncode == 0, smoke.stderr[-2000:]
+    in_force = re.compile(r"^  UPDATES .*\n\s+= '(\d+)'", re.M)
+    assert in_force.search(smoke.stdout).group(1) == in_force.search(flag.stdout).group(1)  # the --smoke budget
+    assert int(in_force.search(smoke.stdout).group(1)) < int(in_force.search(plain.stdout).group(1))
+    refused = help_with("yes")
+    assert refused.returncode == 2 and "SMOKE must be 0 or 1 (or pass --smoke), got 'yes'" in refused.stderr
 
 
 def test_mini_lm_model_names_select_models_and_an_unknown_name_is_refused_before_any_work(tmp_path):
