@@ -28,6 +28,7 @@ one pass, every layer, the plain task loss. Log lines: ``lrd_output``, ``lrd_hid
 """
 
 import math
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -194,7 +195,7 @@ class LRDropLoss:
     def check_model(self, model):
         """Refuse what LR-Drop cannot do with this model (when fairseq-train builds the criterion; again at the
         first training step, for a criterion built elsewhere)."""
-        if self._checked is model:
+        if self._checked is not None and self._checked() is model:
             return
         if gated_stacks(model):
             raise ValueError("--layer-gates trains its gates with --criterion gated_cross_entropy / "
@@ -211,7 +212,9 @@ class LRDropLoss:
         if dropping and self.distributed and self.ddp_backend not in SEPARATE_PASS_BACKENDS:
             raise ValueError(f"LR-Drop with LayerDrop runs two forward passes before one backward, which "
                              f"--ddp-backend {self.ddp_backend} does not support: use --ddp-backend legacy_ddp")
-        self._checked = model
+        # a weak reference: a module attribute would register the model as the criterion's submodule (its
+        # parameters then reach the optimizer twice, and checkpoints store them again under "criterion")
+        self._checked = weakref.ref(model)
 
     def forward(self, model, sample, reduce=True):
         if not (model.training and reduce):

@@ -39,8 +39,33 @@ def test_output_term_at_layerdrop_0_is_fairseqs_rdrop(lm_data, arch):
                              "--rdrop-alpha", "0.7"), "train_inner")
     assert [r["num_updates"] for r in ours] == [1, 2, 3, 4] == [r["num_updates"] for r in theirs]
     for a, b in zip(ours, theirs):
-        assert a["loss"] == b["loss"] and a["nll_loss"] == b["nll_loss"]
+        assert (a["loss"], a["nll_loss"], a["gnorm"]) == (b["loss"], b["nll_loss"], b["gnorm"])
         assert a["lrd_output"] == pytest.approx(b["rdrop_kl_loss"], rel=1e-4) and a["lrd_output"] > 0
+
+
+@pytest.mark.parametrize("arch", ["transformer", "transformer_layerdrop_tiny"])
+def test_translation_output_term_at_layerdrop_0_is_fairseqs_rdrop(translation_data, tmp_path, arch):
+    common = [*TRAIN_COMMON, "--user-dir", PLUGIN, "--task", "translation", "--arch", arch, "--encoder-layers", "2",
+              "--decoder-layers", "2", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
+              "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2",
+              "--decoder-attention-heads", "2", "--dropout", "0.2", "--label-smoothing", "0.1", "--max-update", "3",
+              "--disable-validation", "--no-epoch-checkpoints"]
+    if arch != "transformer":
+        common += ["--encoder-layerdrop", "0", "--decoder-layerdrop", "0"]
+    ours = json_logs(fairseq("fairseq-train", translation_data, *common, "--criterion",
+                             "lr_drop_label_smoothed_cross_entropy", "--lr-drop-output-weight", "0.7",
+                             "--save-dir", tmp_path / "ours").stdout, "train_inner")
+    theirs = json_logs(fairseq("fairseq-train", translation_data, *common, "--criterion",
+                               "label_smoothed_cross_entropy_with_rdrop", "--rdrop-alpha", "0.7",
+                               "--save-dir", tmp_path / "theirs").stdout, "train_inner")
+    assert [r["num_updates"] for r in ours] == [1, 2, 3] == [r["num_updates"] for r in theirs]
+    for a, b in zip(ours, theirs):  # the same losses and gradient norms at every update: the same gradients
+        assert (a["loss"], a["nll_loss"], a["gnorm"]) == (b["loss"], b["nll_loss"], b["gnorm"])
+        assert a["lrd_output"] == pytest.approx(b["rdrop_kl_loss"], rel=1e-4) and a["lrd_output"] > 0
+    assert float(ours[-1]["loss"]) < float(ours[0]["loss"])  # it trains
+    # the criterion holds no parameters (it once kept the model as a submodule: the optimizer then got every
+    # parameter twice, which divided the gradients by the batch size twice, and checkpoints stored it again)
+    assert torch.load(tmp_path / "ours" / "checkpoint_last.pt", map_location="cpu", weights_only=True)["criterion"] is None
 
 
 def test_without_dropout_or_layerdrop_every_term_is_exactly_0(lm_data):
