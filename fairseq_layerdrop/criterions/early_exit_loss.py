@@ -86,6 +86,10 @@ class EarlyExitLoss:
                              "or transformer_layerdrop* (with --user-dir)")
         if getattr(decoder, "adaptive_softmax", None) is not None:
             raise ValueError("the early-exit criteria use the shared output projection: drop --adaptive-softmax-cutoff")
+        if len(decoder.layers) == 0:
+            raise ValueError("--decoder-layers 0: the early-exit criteria weigh the loss after each decoder layer, "
+                             "and this decoder has none; use at least 1 (with 1 there is no intermediate exit) or "
+                             "a plain criterion")
         return decoder
 
     def forward(self, model, sample, reduce=True):

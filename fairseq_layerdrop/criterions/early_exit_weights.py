@@ -27,6 +27,10 @@ from typing import List, Sequence
 
 CURRICULA = ("none", "rotational", "gradual")
 ROTATION_INTERVAL = 2  # default R of the rotational curriculum
+# The largest e_scale. The final layer's share of the loss is 1 / (1 + e_scale (L - 1) / 3) with every exit
+# on: at 1e6 it is still above float32's resolution (2^-24 of the total) for up to about 50 layers; LayerSkip
+# uses scales of about 0.1 to 1. Near 1e308 the unnormalized weights overflow to inf (the loss is then NaN).
+MAX_SCALE = 1e6
 
 
 def exit_scale(layer: int, num_layers: int, e_scale: float) -> float:
@@ -63,6 +67,11 @@ def check_early_exit_options(e_scale, curriculum, rotation_interval=None, gradua
     (rotational defaults to R = ROTATION_INTERVAL)."""
     if isinstance(e_scale, bool) or not isinstance(e_scale, (int, float)) or not 0.0 <= e_scale < float("inf"):
         raise ValueError(f"--early-exit-scale must be a number, 0 or more (0: plain cross-entropy), got {e_scale!r}")
+    if e_scale > MAX_SCALE:
+        raise ValueError(f"--early-exit-scale must be at most {MAX_SCALE:g}, got {e_scale!r}: the final layer's share "
+                         "of the loss is 1 / (1 + e_scale (L - 1) / 3), which above that falls toward float32's "
+                         "precision (a deep model then stops training its final layer), and near 1e308 the weights "
+                         "overflow")
     if curriculum not in CURRICULA:
         raise ValueError(f"--early-exit-curriculum must be one of {', '.join(CURRICULA)}, got {curriculum!r}")
     if rotation_interval is not None:

@@ -24,7 +24,8 @@ the other pass the stream passes through slot l unchanged, so the term pulls the
 layer l towards the one with it). Attention blocks (``b``: self-attention, and encoder attention in a
 decoder, per layer) are compared only where the block ran in both passes. Validation and inference:
 one pass, every layer, the plain task loss. Log lines: ``lrd_output``, ``lrd_hidden``, ``lrd_attention``
-(per token; the KLs in bits, as fairseq's ``rdrop_kl_loss``); ``loss`` is the whole training loss.
+(divided by the sample size, as ``loss`` and fairseq's ``rdrop_kl_loss``: per token, per sentence with
+``--sentence-avg``; the KLs in bits); ``loss`` is the whole training loss. Weights: 0 to ``MAX_WEIGHT``.
 """
 
 import math
@@ -67,14 +68,25 @@ class LRDropLossConfig:
     ddp_backend: str = II("distributed_training.ddp_backend")
 
 
+# The largest weight of a loss term. Each term is added to a task loss of weight 1 in float32, which resolves
+# about 2^-24 = 6e-8 of a sum: far above 1e6 the task loss (and the gradient it gives) is lost in the rounding
+# of the total, and from about 1e30 the gradients overflow (fairseq-train then stops with FloatingPointError
+# after the data is read). R-Drop's alpha is 0.1 to 5; LR-Drop's layer weights are of the same order.
+MAX_WEIGHT = 1e6
+
+
 def check_weight(value, flag: str) -> float:
-    """``value`` as a finite weight >= 0, else an error naming the flag."""
+    """``value`` as a finite weight in [0, MAX_WEIGHT], else an error naming the flag."""
     try:
         weight = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{flag} must be a number >= 0 (the weight of an LR-Drop term), got {value!r}") from None
     if not (math.isfinite(weight) and weight >= 0.0):
         raise ValueError(f"{flag} must be a finite number >= 0 (the weight of an LR-Drop term), got {value!r}")
+    if weight > MAX_WEIGHT:
+        raise ValueError(f"{flag} must be at most {MAX_WEIGHT:g}, got {value!r}: the loss adds each term to a task "
+                         "loss of weight 1 in float32, which keeps about 7 significant digits, so a larger weight "
+                         "drowns the task loss in rounding, and a huge one overflows the gradients")
     return weight
 
 

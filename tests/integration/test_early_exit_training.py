@@ -110,10 +110,18 @@ def test_translation_scale_zero_trains_exactly_as_label_smoothed_cross_entropy(t
     assert [r["loss"] for r in json_logs(zero_log, "train_inner")] != [r["loss"] for r in json_logs(on_log, "train_inner")]
 
 
-def test_bad_values_stop_training_before_it_starts(lm_data, tmp_path):
-    proc = fairseq("fairseq-train", lm_data, *LM, "--save-dir", tmp_path, "--early-exit-scale", "-1", check=False)
-    assert proc.returncode != 0 and "--early-exit-scale must be a number, 0 or more" in proc.stderr
-    assert not json_logs(proc.stdout + proc.stderr, "train_inner")
+@pytest.mark.parametrize("flags, message", [
+    (["--early-exit-scale", "-1"], "--early-exit-scale must be a number, 0 or more"),
+    # finite but huge: it once crashed with FloatingPointError (NaN weights) after the data was read
+    (["--early-exit-scale", "1e308"], "--early-exit-scale must be at most 1e+06, got 1e+308"),
+    # no decoder layer: it once raised ZeroDivisionError at the first step
+    (["--decoder-layers", "0"], "--decoder-layers 0: the early-exit criteria weigh the loss after each decoder layer"),
+], ids=["negative-scale", "huge-scale", "no-decoder-layer"])
+def test_bad_values_stop_training_before_it_starts(lm_data, tmp_path, flags, message):
+    proc = fairseq("fairseq-train", lm_data, *LM, "--save-dir", tmp_path, *flags, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and message in proc.stderr.strip().splitlines()[-1]
+    assert not json_logs(output, "train_inner") and "bin/train" not in output  # before the training data is read
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -90,11 +90,16 @@ def test_encoder_decoder_terms_are_0_without_dropout_and_positive_with_it(transl
 
 
 @pytest.mark.parametrize("flag, value", [("--lr-drop-output-weight", "-1"), ("--lr-drop-hidden-weight", "nan"),
-                                         ("--lr-drop-attention-weight", "abc")])
+                                         ("--lr-drop-attention-weight", "abc"), ("--lr-drop-output-weight", "1e30")])
 def test_a_bad_weight_stops_training_at_start_naming_the_flag(lm_data, flag, value):
+    # 1e30 is finite: it once crashed with FloatingPointError (gradients overflow) after the data was read
     proc = train(lm_data, *TINY, "--criterion", "lr_drop_cross_entropy", flag, value, "--max-update", "2",
                  check=False)
-    assert proc.returncode != 0 and flag in proc.stderr and "train_inner" not in proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and flag in proc.stderr.strip().splitlines()[-1]
+    assert "train_inner" not in output and "bin/train" not in output  # before the training data is read
+    if value == "1e30":
+        assert "must be at most 1e+06, got 1e+30" in proc.stderr
 
 
 @pytest.mark.parametrize("args, message", [

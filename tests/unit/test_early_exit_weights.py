@@ -47,11 +47,14 @@ def test_options_resolve_defaults():
     assert check_early_exit_options(0.5, "rotational") == (2, 0)
     assert check_early_exit_options(0.5, "rotational", 4) == (4, 0)
     assert check_early_exit_options(0.5, "gradual", None, 100) == (1, 100)
+    assert check_early_exit_options(1e6, "none") == (1, 0)  # the largest scale accepted
 
 
 @pytest.mark.parametrize("args, message", [
     ((-0.1, "none"), r"--early-exit-scale must be a number, 0 or more"),
     ((float("nan"), "none"), r"--early-exit-scale must be a number"),
+    ((1e308, "none"), r"--early-exit-scale must be at most 1e\+06, got 1e\+308"),
+    ((1e6 * 1.5, "none"), r"--early-exit-scale must be at most 1e\+06"),
     ((1.0, "cyclic"), r"--early-exit-curriculum must be one of none, rotational, gradual"),
     ((1.0, "rotational", 0), r"--early-exit-rotation-interval must be a whole number, 1 or more"),
     ((1.0, "none", 2), r"--early-exit-rotation-interval only applies to --early-exit-curriculum rotational"),

@@ -14,14 +14,14 @@ from fairseq_layerdrop.modules.seeded_draw import layer_uniforms
 from fairseq_layerdrop.modules.siamese_passes import attention_log_probs
 
 
-@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "abc", None])
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "abc", None, 1e30, "1000001"])
 def test_a_bad_weight_is_refused_naming_the_flag(bad):
     with pytest.raises(ValueError, match="--lr-drop-hidden-weight"):
         check_weight(bad, "--lr-drop-hidden-weight")
 
 
 def test_good_weights_pass():
-    assert check_weight("0", "--x") == 0.0 and check_weight(2, "--x") == 2.0
+    assert check_weight("0", "--x") == 0.0 and check_weight(2, "--x") == 2.0 and check_weight("1e6", "--x") == 1e6
 
 
 def test_symmetric_kl_is_the_mean_of_both_directions_and_zero_on_equal_inputs():
