@@ -33,7 +33,12 @@ In this module (patches applied at import):
 
 4. ``checkpoint_utils.load_model_ensemble_and_task`` is wrapped so that a pruning option passed
    as an override (the hub's ``from_pretrained(..., prune_to=3)``, ``--model-overrides``) that no
-   model read is refused instead of loading the full model silently (below).
+   model read is refused instead of loading the full model silently, and so is a decoding option
+   (``early_exit=1``, ``self_speculative=...``) that no task read (below). And
+   ``checkpoint_utils.overwrite_args_by_name`` is wrapped so that a plugin task named as an override
+   (``fairseq-validate --task language_modeling_layerdrop``, the hub's ``task="..."``) replaces the
+   checkpoint's task of fairseq's own that it extends: fairseq-validate builds the checkpoint's task
+   and would otherwise ignore the task named and every option only the plugin's task has.
 
 5. ``fairseq.models.build_model`` is wrapped to record its ``from_checkpoint`` flag, so that checks
    of training flags (``--layer-gates`` needs a gated criterion) run when fairseq-train builds a
@@ -85,13 +90,27 @@ Elsewhere in the package (overrides that rely on fairseq 0.12's internals):
     path returns no per-head weights, so they are recomputed from ``MultiheadAttention``'s
     ``q_proj`` / ``k_proj`` / ``scaling`` / ``head_dim`` (tests compare them with fairseq's own weights).
 
-And one more in this module:
+And more in this module:
 
 14. ``--bf16`` on CUDA (below): fairseq 0.12's ``options.parse_args_and_arch`` turns ``--bf16`` into
     ``--tpu`` (TPUs were its only bf16 device), so ``fairseq-train --bf16`` on a GPU asks for torch_xla
     and stops. ``distributed_utils.call_main`` is wrapped to clear ``common.tpu`` (and its copy in
     ``distributed_training``) when bf16 is asked,
     CUDA is there, ``--cpu`` is not given and torch_xla is not installed (no TPU can be meant).
+    The same wrapper refuses, before any data is read, what cannot train on the CPU (``--cpu``, or no GPU):
+    ``--fp16`` (fairseq's ``FP16Optimizer`` puts its fp32 copy of the weights on CUDA, and stops with
+    ``Torch not compiled with CUDA enabled`` after loading the data; ``--memory-efficient-fp16`` runs) and
+    ``--bf16`` without torch_xla (fairseq asks for a TPU device).
+
+15. The hub's decoding keywords (below): ``GeneratorHubInterface.generate`` (``translate``, ``sample``,
+    ``score``) writes every keyword into fairseq's generation config and builds the task's generator;
+    a task of fairseq's own ignores ``self_speculative`` / ``draft_tokens`` / ``early_exit``. We wrap
+    ``generate`` to refuse them, naming them, for a model whose task is not one of the plugin's.
+
+16. Decoding options given to a command that decodes nothing (below): ``distributed_utils.call_main`` is
+    wrapped once more to refuse ``--self-speculative`` / ``--draft-tokens`` in ``fairseq-eval-lm``,
+    ``fairseq-validate`` and ``fairseq-train`` without ``--eval-bleu``, which would ignore them, and
+    ``--early-exit`` in ``fairseq-train``, which would train a model of E layers instead of the exits.
 """
 
 import argparse
@@ -215,8 +234,11 @@ def refuse_unread_pruning_overrides():
         return
 
     def load_model_ensemble_and_task(filenames, arg_overrides=None, *args, **kwargs):
+        from .decoding.options import check_decoding_overrides_read
+
         ensemble, cfg, task = load(filenames, arg_overrides, *args, **kwargs)
         check_pruning_overrides_read(arg_overrides, ensemble, cfg)
+        check_decoding_overrides_read(arg_overrides, task, cfg)
         return ensemble, cfg, task
 
     load_model_ensemble_and_task.checks_pruning_overrides = True
@@ -225,6 +247,82 @@ def refuse_unread_pruning_overrides():
 
 
 refuse_unread_pruning_overrides()
+
+
+def switch_to_named_plugin_task(cfg, overrides) -> bool:
+    """If ``overrides`` name (``task="..."``) a plugin task that extends the checkpoint's task, make ``cfg``'s task
+    that plugin task, with a field for each override it takes that fairseq's task lacks; True if switched.
+
+    fairseq's ``overwrite_args_by_name`` writes an override only where a field of that name exists, and
+    ignores a string override of the ``task`` node: ``fairseq-validate --task language_modeling_layerdrop
+    --early-exit 1`` of a checkpoint saved by ``--task language_modeling`` ran fairseq's task, full depth.
+    """
+    from omegaconf import DictConfig, open_dict
+
+    named = (overrides or {}).get("task")
+    task_cfg = cfg.get("task") if isinstance(cfg, DictConfig) and "task" in cfg else None
+    if not isinstance(named, str) or not isinstance(task_cfg, DictConfig):
+        return False
+    from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY
+
+    saved = task_cfg.get("_name")
+    plugin = TASK_REGISTRY.get(named)
+    if (named == saved or plugin is None or not plugin.__module__.startswith(__name__.rsplit(".", 1)[0] + ".")
+            or saved not in TASK_REGISTRY or not issubclass(plugin, TASK_REGISTRY[saved])
+            or named not in TASK_DATACLASS_REGISTRY):
+        return False
+    fields = TASK_DATACLASS_REGISTRY[named].__dataclass_fields__
+    with open_dict(task_cfg):
+        for name, value in overrides.items():
+            if name in fields and name not in task_cfg:
+                task_cfg[name] = value
+        task_cfg._name = named
+    logger.info(f"task: {named} (named on the command line) instead of the checkpoint's {saved}, which it extends")
+    return True
+
+
+def honor_named_plugin_task():
+    """Make ``checkpoint_utils.overwrite_args_by_name`` switch to a plugin task named as an override first."""
+    from fairseq import checkpoint_utils
+
+    overwrite = checkpoint_utils.overwrite_args_by_name
+    if getattr(overwrite, "honors_named_plugin_task", False):
+        return
+
+    def overwrite_args_by_name(cfg, overrides):
+        switch_to_named_plugin_task(cfg, overrides)
+        return overwrite(cfg, overrides)
+
+    overwrite_args_by_name.honors_named_plugin_task = True
+    overwrite_args_by_name.__wrapped__ = overwrite
+    checkpoint_utils.overwrite_args_by_name = overwrite_args_by_name
+
+
+honor_named_plugin_task()
+
+
+# 15. Decoding keywords of the hub for a task that does not read them -------------------------------
+
+def refuse_ignored_hub_decoding_options():
+    """Make the hub's ``generate`` refuse decoding options that the model's task would ignore."""
+    from fairseq import hub_utils
+
+    generate = hub_utils.GeneratorHubInterface.generate
+    if getattr(generate, "checks_decoding_options", False):
+        return
+
+    def checked_generate(self, tokenized_sentences, *args, **kwargs):
+        from .decoding.options import check_generate_options
+
+        check_generate_options(self.task, kwargs)
+        return generate(self, tokenized_sentences, *args, **kwargs)
+
+    checked_generate.checks_decoding_options = True
+    checked_generate.__wrapped__ = generate
+    hub_utils.GeneratorHubInterface.generate = checked_generate
+
+
+refuse_ignored_hub_decoding_options()
 
 
 # 5. Whether a model is built to be trained or loaded from a checkpoint --------------------------
@@ -334,8 +432,36 @@ def keep_bf16_on_cuda(cfg, cuda_available=None, xla_installed=None) -> bool:
     return True
 
 
+def refuse_half_precision_training_on_cpu(cfg, main=None, cuda_available=None, xla_installed=None) -> None:
+    """Refuse ``fairseq-train --fp16`` (and ``--bf16`` without torch_xla) on the CPU: ValueError naming the flag.
+
+    Only training: fairseq-validate and fairseq-eval-lm build no optimizer and run with these flags on the CPU."""
+    import importlib.util
+
+    if main is not None and getattr(main, "__module__", None) != "fairseq_cli.train":
+        return
+    common = getattr(cfg, "common", None)
+    if common is None:
+        return
+    cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if cuda_available and not getattr(common, "cpu", False):
+        return
+    where = "--cpu is given" if getattr(common, "cpu", False) else "torch sees no GPU"
+    if getattr(common, "fp16", False) and not getattr(common, "memory_efficient_fp16", False):
+        raise ValueError(
+            f"--fp16 cannot train on the CPU ({where}): fairseq's FP16 optimizer keeps the fp32 copy of the weights "
+            f"on CUDA, and would stop with 'Torch not compiled with CUDA enabled' after reading the data. Drop "
+            f"--fp16 to train in fp32 on the CPU, or train on a GPU")
+    xla_installed = importlib.util.find_spec("torch_xla") is not None if xla_installed is None else xla_installed
+    if getattr(common, "bf16", False) and getattr(common, "tpu", False) and not xla_installed:
+        raise ValueError(
+            f"--bf16 cannot train on the CPU ({where}): fairseq 0.12 trains bfloat16 on a TPU (torch_xla, not "
+            f"installed), and this plugin on CUDA. Drop --bf16 to train in fp32 on the CPU, or train on a GPU")
+
+
 def train_bf16_on_cuda():
-    """Make fairseq's ``distributed_utils.call_main`` run ``keep_bf16_on_cuda`` first."""
+    """Make fairseq's ``distributed_utils.call_main`` run ``keep_bf16_on_cuda`` (and
+    ``refuse_half_precision_training_on_cpu``) first."""
     from fairseq.distributed import utils as distributed_utils
 
     call_main = distributed_utils.call_main
@@ -344,6 +470,7 @@ def train_bf16_on_cuda():
 
     def call_main_bf16_on_cuda(cfg, main, **kwargs):
         keep_bf16_on_cuda(cfg)
+        refuse_half_precision_training_on_cpu(cfg, main)
         return call_main(cfg, main, **kwargs)
 
     call_main_bf16_on_cuda.keeps_bf16_on_cuda = True
@@ -352,6 +479,34 @@ def train_bf16_on_cuda():
 
 
 train_bf16_on_cuda()
+
+
+# 16. Decoding options given to a command that decodes nothing ------------------------------------
+# fairseq-eval-lm and fairseq-validate score data and never build a generator; fairseq-train builds one
+# only for --eval-bleu. The plugin's tasks take --self-speculative / --draft-tokens in all of them, so
+# the flags would be parsed and ignored. Every one of these commands calls ``distributed_utils.call_main``
+# with its ``main`` after the plugin is imported; we wrap it (again, after 14) to refuse them first.
+
+def refuse_decoding_options_of_commands_that_do_not_decode():
+    """Make ``distributed_utils.call_main`` refuse decoding options that its command would ignore."""
+    from fairseq.distributed import utils as distributed_utils
+
+    call_main = distributed_utils.call_main
+    if getattr(call_main, "checks_decoding_options", False):
+        return
+
+    def call_main_checking_decoding_options(cfg, main, **kwargs):
+        from .decoding.options import check_command_decodes
+
+        check_command_decodes(cfg, getattr(main, "__module__", ""))
+        return call_main(cfg, main, **kwargs)
+
+    call_main_checking_decoding_options.checks_decoding_options = True
+    call_main_checking_decoding_options.__wrapped__ = call_main
+    distributed_utils.call_main = call_main_checking_decoding_options
+
+
+refuse_decoding_options_of_commands_that_do_not_decode()
 
 
 def check_fairseq_version(version=None) -> bool:

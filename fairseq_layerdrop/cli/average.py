@@ -73,6 +73,11 @@ def main(argv=None, prog=None):
             raise ValueError(f"--inputs: no such checkpoint {missing[0]}")
         if os.path.isdir(args.output):
             raise ValueError(f"--output {args.output} is a directory; give a file path")
+        from fairseq_layerdrop.pruning.export import blocking_file
+
+        if blocking_file(os.path.dirname(os.path.abspath(args.output))):
+            raise ValueError(f"--output {args.output}: {blocking_file(os.path.dirname(os.path.abspath(args.output)))} "
+                             "is a file, not a directory")
         if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
             raise ValueError(f"--output {args.output}: its directory does not exist; create it first")
         state = average(paths)

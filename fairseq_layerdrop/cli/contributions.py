@@ -14,7 +14,8 @@ import os
 import sys
 
 from fairseq_layerdrop.pruning.contribution import existing_result, layer_contributions, save_contributions
-from fairseq_layerdrop.pruning.validation import add_scoring_arguments, load_for_scoring
+from fairseq_layerdrop.cli.data_check import load_checked
+from fairseq_layerdrop.pruning.validation import add_scoring_arguments
 
 
 def main(argv=None, prog=None):
@@ -25,7 +26,7 @@ def main(argv=None, prog=None):
 
     try:
         existing_result(args.out)  # an --out that cannot be written is refused before the scoring
-        model, _, batches = load_for_scoring(args)
+        model, _, batches = load_checked(args)
     except ValueError as error:
         sys.exit(f"fairseq-layerdrop contributions: {error}")
     print(f"scoring the {args.stack}'s layers on {len(batches)} {args.subset} batches", flush=True)

@@ -3,7 +3,9 @@ a smaller model trained from scratch), and check the reproduction's targets on t
 
 Each input is ``LABEL=path/to/sweep.csv`` as written by ``fairseq-layerdrop sweep``. A sweep with several
 depths becomes one curve per strategy (``LABEL, strategy``); a sweep of a single depth (a model evaluated
-at its full depth) becomes one marked point. Writes ``results.csv``, ``results.md`` and ``results.png``.
+at its full depth) becomes one marked point. Writes ``results.csv``, ``results.md`` and ``results.png``, only
+once every input and target has been checked. A sweep of another metric than ``--metric`` is refused (the
+sweep's ``metric`` column, or for a sweep written before it had one, the header of the ``sweep.md`` beside it).
 
     fairseq-layerdrop report --out DIR --metric perplexity "LayerDrop=a/sweep.csv" "baseline=b/sweep.csv" \\
         "4 layers from scratch=c/sweep.csv" --check-lm LayerDrop baseline "4 layers from scratch" --full 8 --half 4
@@ -27,7 +29,9 @@ import math
 import os
 import sys
 
-from fairseq_layerdrop.cli.sweep import quality_axis
+from fairseq_layerdrop.cli.sweep import pyplot, quality_axis
+
+METRICS = ["perplexity", "BLEU", "ROUGE-1", "ROUGE-2", "ROUGE-L"]
 
 
 def read_sweep(path):
@@ -48,6 +52,33 @@ def read_sweep(path):
             sys.exit(f"fairseq-layerdrop report: {path} line {number}: depth {row['depth']!r} and quality "
                      f"{row['quality']!r} must be numbers")
     return rows
+
+
+def sweep_metric(path, rows):
+    """What a sweep's numbers are: its ``metric`` column, or the header of the ``sweep.md`` written beside a
+    ``sweep.csv``; None when neither says."""
+    metrics = sorted({row.get("metric") for row in rows} - {None, ""})
+    if len(metrics) > 1:
+        sys.exit(f"fairseq-layerdrop report: {path} mixes metrics ({', '.join(metrics)}); give one sweep a metric")
+    if metrics:
+        return metrics[0]
+    table = os.path.join(os.path.dirname(path), "sweep.md")
+    if os.path.basename(path) == "sweep.csv" and os.path.isfile(table):
+        with open(table) as f:
+            cells = [cell.strip() for cell in f.readline().strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[:4] == ["depth", "strategy", "kept layers", "parameters"]:
+            return cells[4]
+    return None
+
+
+def check_metrics(specs, models, metric):
+    """Refuse a sweep whose numbers are another metric than ``--metric``."""
+    for spec, (label, rows) in zip(specs, models.items()):
+        path = spec.rpartition("=")[2]
+        measured = sweep_metric(path, rows)
+        if measured is not None and measured != metric:
+            sys.exit(f"fairseq-layerdrop report: --metric {metric}, but {path} ({label}) holds {measured} "
+                     f"scores; give --metric {measured}, or sweeps of {metric}")
 
 
 def parse_inputs(specs):
@@ -105,12 +136,12 @@ def share(part, whole):
     return part / whole if whole else float("nan")
 
 
-def mt_targets(models, layerdrop, baseline, full, half):
+def mt_targets(models, layerdrop, baseline, full, half, metric="BLEU"):
     ld = share(quality(models, layerdrop, half), quality(models, layerdrop, full))
     base = share(quality(models, baseline, half), quality(models, baseline, full))
     return [
-        (f"LayerDrop pruned {full}->{half}: share of its full BLEU", ld, ">= 0.90", ld >= 0.90),
-        (f"baseline pruned {full}->{half}: share of its full BLEU", base, f"< {ld:.3f} (far less)", base < ld),
+        (f"LayerDrop pruned {full}->{half}: share of its full {metric}", ld, ">= 0.90", ld >= 0.90),
+        (f"baseline pruned {full}->{half}: share of its full {metric}", base, f"< {ld:.3f} (far less)", base < ld),
     ]
 
 
@@ -118,11 +149,7 @@ def plot(models, metric, path, title):
     """Quality against kept depth, a line per (model, strategy). When perplexities span more than 10x (a collapsed
     baseline), a second panel zooms on the range within 2x of the best point, where the curves that did not
     collapse are told apart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     values = [r["quality"] for rows in models.values() for r in rows]
     zoom = metric == "perplexity" and max(values) > 10 * min(values)
     fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(13 if zoom else 7, 4.8), squeeze=False)
@@ -158,7 +185,8 @@ def main(argv=None, prog=None):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweeps", nargs="+", help="LABEL=path/to/sweep.csv")
     parser.add_argument("--out", required=True, help="directory for results.csv, results.md, results.png")
-    parser.add_argument("--metric", choices=["perplexity", "BLEU"], required=True)
+    parser.add_argument("--metric", choices=METRICS, required=True,
+                        help="what the sweeps' numbers are (each sweep.csv says; a sweep of another is refused)")
     parser.add_argument("--title", default="")
     parser.add_argument("--check-lm", nargs=3, metavar=("LAYERDROP", "BASELINE", "SCRATCH"),
                         help="labels of the models for the LM targets")
@@ -179,18 +207,21 @@ def main(argv=None, prog=None):
         parser.error("--equal-compute names a model of the LR-Drop targets: give --check-lrdrop with it")
     if args.check_mt and args.check_lrdrop:
         parser.error("--check-lrdrop checks perplexities (an LM); --check-mt checks BLEU: give one of them")
+    if (args.check_lm or args.check_lrdrop) and args.metric != "perplexity":
+        parser.error(f"--check-lm and --check-lrdrop check perplexities: give --metric perplexity, not {args.metric}")
+    if args.check_mt and args.metric == "perplexity":
+        parser.error("--check-mt checks the share of BLEU (or ROUGE) kept: give --metric BLEU, not perplexity")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         parser.error(f"--out {args.out} is a file; give a directory for results.csv, results.md, results.png")
+    from fairseq_layerdrop.pruning.export import blocking_file
+
+    if blocking_file(args.out):
+        parser.error(f"--out {args.out}: {blocking_file(args.out)} is a file, not a directory")
     models = parse_inputs(args.sweeps)
-    os.makedirs(args.out, exist_ok=True)
+    check_metrics(args.sweeps, models, args.metric)
 
     rows = [{"model": label, **{k: r[k] for k in ("depth", "strategy", "kept", "parameters", "quality")}}
             for label, sweep in models.items() for r in sweep]
-    with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["model", "depth", "strategy", "kept", "parameters", "quality"])
-        writer.writeheader()
-        writer.writerows(rows)
-
     # one wide table: a row per depth, a column per (model, strategy)
     columns = list(dict.fromkeys((r["model"], r["strategy"]) for r in rows))
     value = {(r["model"], r["strategy"], r["depth"]): r["quality"] for r in rows}
@@ -206,7 +237,7 @@ def main(argv=None, prog=None):
     if args.check_lm:
         checks += lm_targets(models, *args.check_lm, args.full, args.half)
     if args.check_mt:
-        checks += mt_targets(models, *args.check_mt, args.full, args.half)
+        checks += mt_targets(models, *args.check_mt, args.full, args.half, args.metric)
     if args.check_lrdrop:
         checks += lrdrop_targets(models, *args.check_lrdrop, args.full, args.half, args.equal_compute)
     target_lines = []
@@ -214,6 +245,11 @@ def main(argv=None, prog=None):
         target_lines = ["| target | measured | wanted | met |", "|---|---:|---:|---|"]
         target_lines += [f"| {name} | {'undefined (0 at full depth)' if math.isnan(measured) else f'{measured:.3f}'} "
                          f"| {wanted} | {'yes' if met else 'no'} |" for name, measured, wanted, met in checks]
+    os.makedirs(args.out, exist_ok=True)  # only now: every refusal above leaves nothing behind
+    with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["model", "depth", "strategy", "kept", "parameters", "quality"])
+        writer.writeheader()
+        writer.writerows(rows)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(f"{args.metric}\n\n{table}\n" + ("\n" + "\n".join(target_lines) + "\n" if target_lines else ""))
     plot(models, args.metric, os.path.join(args.out, "results.png"), args.title)

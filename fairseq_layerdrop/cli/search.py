@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from fairseq_layerdrop.pruning.validation import add_scoring_arguments, load_for_scoring, perplexity, running_layers
+from fairseq_layerdrop.pruning.validation import add_scoring_arguments, perplexity, running_layers
 
 
 def main(argv=None, prog=None):
@@ -32,8 +32,10 @@ def main(argv=None, prog=None):
     parser.add_argument("--out", default="search", help="directory for search.csv and search.json")
     args = parser.parse_args(argv)
 
+    from fairseq_layerdrop.cli.data_check import load_checked
     from fairseq_layerdrop.pruning import PruningError
     from fairseq_layerdrop.pruning.contribution import existing_result
+    from fairseq_layerdrop.pruning.export import blocking_file
     from fairseq_layerdrop.pruning.search import check_search_result, save_search_result, search_kept_layers, search_plan
 
     try:
@@ -44,9 +46,11 @@ def main(argv=None, prog=None):
     try:
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out} is a file; give a directory for search.csv and search.json")
+        if blocking_file(args.out):
+            raise ValueError(f"--out {args.out}: {blocking_file(args.out)} is a file, not a directory")
         if os.path.isdir(args.out):
             existing_result(os.path.join(args.out, "search.json"), "--out")  # refused before the search, not after
-        model, task, batches = load_for_scoring(args)
+        model, task, batches = load_checked(args)
     except ValueError as error:
         sys.exit(f"fairseq-layerdrop search: {error}")
     num_layers = len(getattr(model, args.stack).layers)

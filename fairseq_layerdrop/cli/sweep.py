@@ -3,8 +3,9 @@ Fig. 2).
 
 For a language model, perplexity from ``fairseq-eval-lm``; for a translation model, BLEU by
 sacrebleu (or ROUGE, ``--metric``) on ``fairseq-generate``'s detokenized output. Each point is the
-plugin's pruning at load time (``--task *_layerdrop --*-layers-to-keep``), without finetuning. Writes ``sweep.csv``,
-``sweep.md`` and ``sweep.png`` (quality against kept depth, one line per strategy) to ``--out``.
+plugin's pruning at load time (``--task *_layerdrop --*-layers-to-keep``), without finetuning. Writes ``sweep.csv``
+(with a ``metric`` column, which ``fairseq-layerdrop report`` checks), ``sweep.md`` and ``sweep.png`` (quality
+against kept depth, one line per strategy) to ``--out``, once every point is scored.
 
     fairseq-layerdrop sweep CKPT DATA --out sweep/ [--depths 1,2,4,8] [--strategies every-other,top]
     fairseq-layerdrop sweep CKPT DATA --stack decoder --fairseq-args "--beam 4 --lenpen 0.6"
@@ -38,6 +39,11 @@ def evaluate_lm(checkpoint, data, keep_args, args):
     cmd = [os.path.join(BIN, "fairseq-eval-lm"), data, "--path", checkpoint, "--user-dir", PLUGIN, *device_args(),
            "--task", "language_modeling_layerdrop", "--gen-subset", args.subset, *keep_args, *args.extra]
     output = run(cmd)
+    evaluated = re.search(r"Evaluated ([0-9,]+) tokens", output)
+    if evaluated and int(evaluated.group(1).replace(",", "")) == 0:  # fairseq then reports perplexity 1.00
+        sys.exit(f"fairseq-layerdrop sweep: fairseq-eval-lm evaluated 0 tokens of {args.subset} (it skips blocks "
+                 f"longer than the model's positions; its --tokens-per-sample is 1024 unless given): pass "
+                 f"--fairseq-args \"--tokens-per-sample N\" with the N the model was trained with; nothing was written")
     return float(re.search(r"Perplexity: ([0-9.]+)", output).group(1))
 
 
@@ -69,8 +75,11 @@ def evaluate_translation(checkpoint, data, keep_args, args):
 
 def run(cmd):
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"fairseq-layerdrop sweep: {os.path.basename(cmd[0])} failed:\n{proc.stderr[-3000:]}")
+    if proc.returncode != 0:  # its error, not its whole log (fairseq prints its config first)
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        error = lines[-1] if lines else f"exit status {proc.returncode}"
+        sys.exit(f"fairseq-layerdrop sweep: {os.path.basename(cmd[0])} failed: {error} (nothing was written; "
+                 f"to see its whole log, run: {shlex.join(cmd)})")
     return proc.stdout + proc.stderr
 
 
@@ -93,15 +102,37 @@ def strategy_label(strategy, strategies):
     return name if sum(s.partition(":")[0] == name for s in strategies) == 1 else strategy
 
 
-def plot(rows, metric, path, title):
+def pyplot():
+    """matplotlib's pyplot on the file backend, without its debug log.
+
+    Importing fairseq sets the root logger to DEBUG (``fairseq/models/wav2vec/wav2vec2_classification.py`` calls
+    ``logging.basicConfig(level=logging.DEBUG)``), so matplotlib and PIL would print about 150 debug lines."""
     import logging
 
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq may have set the root logger to DEBUG
+    for name in ("matplotlib", "PIL"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def language_flags(extra):
+    """``-s`` / ``--source-lang`` and ``-t`` / ``--target-lang`` among the options for fairseq, or None."""
+    found = {"source": None, "target": None}
+    for i, arg in enumerate(extra):
+        for side, names in (("source", ("-s", "--source-lang")), ("target", ("-t", "--target-lang"))):
+            if arg in names and i + 1 < len(extra):
+                found[side] = extra[i + 1]
+            elif arg.startswith(names[1] + "="):
+                found[side] = arg.split("=", 1)[1]
+    return found["source"], found["target"]
+
+
+def plot(rows, metric, path, title):
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
         points = sorted((r["depth"], r["quality"]) for r in rows if r["strategy"] == strategy)
@@ -133,8 +164,9 @@ def main(argv=None, prog=None):
     args.extra = shlex.split(args.fairseq_args)
 
     import fairseq_layerdrop  # noqa: F401  (allow-lists plugin checkpoint classes)
+    from fairseq_layerdrop.cli.data_check import data_problem
     from fairseq_layerdrop.pruning import STRATEGIES, PruningError, kept_layers, prune_state_dict, stack_depth
-    from fairseq_layerdrop.pruning.export import model_config, read_checkpoint
+    from fairseq_layerdrop.pruning.export import blocking_file, model_config, read_checkpoint
     from fairseq_layerdrop.pruning.state_dict import count_parameters
 
     if not os.path.isfile(args.checkpoint):
@@ -143,6 +175,8 @@ def main(argv=None, prog=None):
         sys.exit(f"fairseq-layerdrop sweep: DATA {args.data} is not a directory: give the binarized data directory")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         sys.exit(f"fairseq-layerdrop sweep: --out {args.out} is a file; give a directory for sweep.csv, sweep.md, sweep.png")
+    if blocking_file(args.out):
+        sys.exit(f"fairseq-layerdrop sweep: --out {args.out}: {blocking_file(args.out)} is a file, not a directory")
     try:
         state = read_checkpoint(args.checkpoint)
         cfg = model_config(state)
@@ -167,10 +201,12 @@ def main(argv=None, prog=None):
                  for depth in wanted for strategy in strategies]
     except (PruningError, ValueError) as error:
         sys.exit(f"fairseq-layerdrop sweep: {error}")
+    problem = data_problem(args.data, state, args.subset, "lm" if is_lm else "translation", *language_flags(args.extra))
+    if problem:
+        sys.exit(f"fairseq-layerdrop sweep: {problem}")
 
     metric = args.metric = "perplexity" if is_lm else (args.metric or "BLEU")
     evaluate = evaluate_lm if is_lm else evaluate_translation
-    os.makedirs(args.out, exist_ok=True)
     rows, cache, started = [], {}, time.time()
     for n, (depth, strategy, kept) in enumerate(plans, 1):
         key = tuple((s, tuple(k)) for s, k in kept.items())
@@ -182,12 +218,13 @@ def main(argv=None, prog=None):
         row = {"depth": depth, "strategy": strategy_label(strategy, strategies),
                "kept": " ".join(f"{s}:{','.join(map(str, k))}" for s, k in kept.items()),
                "parameters": count_parameters(pruned), "quality": round(cache[key], 4),
-               "seconds": round(time.time() - tic, 2)}
+               "seconds": round(time.time() - tic, 2), "metric": metric}
         rows.append(row)
         print(f"[{n}/{len(plans)} {time.time() - started:6.1f}s] depth {depth} {row['strategy']:<12} {row['kept']:<30} "
               f"{metric} {row['quality']:.2f}", flush=True)
 
-    fields = ["depth", "strategy", "kept", "parameters", "quality", "seconds"]
+    fields = ["depth", "strategy", "kept", "parameters", "quality", "seconds", "metric"]  # what report reads
+    os.makedirs(args.out, exist_ok=True)  # only now: a refused or failed sweep leaves no empty --out
     with open(os.path.join(args.out, "sweep.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()

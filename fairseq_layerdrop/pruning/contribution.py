@@ -62,7 +62,11 @@ def existing_result(path: str, flag: str = "--out"):
 
     if os.path.isdir(path):
         raise ValueError(f"{flag} {path} is a directory; give a .json file path")
+    from .export import blocking_file
+
     directory = os.path.dirname(os.path.abspath(path))
+    if blocking_file(directory):
+        raise ValueError(f"{flag} {path}: {blocking_file(directory)} is a file, not a directory")
     if not os.path.isdir(directory):
         raise ValueError(f"{flag} {path}: the directory {directory} does not exist; create it first")
     if not os.path.exists(path):

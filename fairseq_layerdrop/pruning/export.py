@@ -138,6 +138,20 @@ def refuse(message):
     sys.exit(f"error: {message}")
 
 
+def blocking_file(directory):
+    """The file that stands where ``directory`` or one of its ancestors should be, or None.
+
+    ``OUT/x.pt`` where ``OUT`` is a file cannot be written, and neither created (``mkdir -p``): say so,
+    rather than that the directory does not exist."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return None if os.path.isdir(path) else path
+
+
 def check_paths(source, output, overwrite):
     """Refuse, before any loading, an input that is no file or an output that cannot be written."""
     if not os.path.exists(source):
@@ -149,6 +163,8 @@ def check_paths(source, output, overwrite):
     if os.path.isdir(output):
         refuse(f"the output {output} is a directory; give a file path, e.g. {os.path.join(output, 'pruned.pt')}")
     directory = os.path.dirname(os.path.abspath(output))
+    if blocking_file(directory):
+        refuse(f"cannot write {output}: {blocking_file(directory)} is a file, not a directory")
     if not os.path.isdir(directory):
         refuse(f"the output directory {directory} does not exist; create it first (mkdir -p {directory})")
     if not os.access(directory, os.W_OK | os.X_OK):

@@ -6,14 +6,18 @@ has and loads only what it runs. ``--self-speculative E --draft-tokens K`` makes
 return a ``SelfSpeculativeGenerator`` (greedy only). fairseq-generate, fairseq-interactive and the
 hub interface (``TransformerLanguageModel.from_pretrained(...).sample(..., self_speculative=E,
 draft_tokens=K)``, when the checkpoint's task is one of the plugin's) all reach the generator through
-``build_generator``.
+``build_generator``; a keyword given there replaces the value the model was loaded with, except
+``early_exit``, which only loading can change.
 
 Bad values stop with a message naming the flag: the model-free checks when the task is set up,
 before any checkpoint or data is read; the checks against the depth when the model is built, before
-the data is read.
+the data is read. Options that nothing would read are refused too: for a checkpoint of fairseq's own
+task (unless the plugin's task is named), and in commands that decode nothing (``compat.py``, 4, 15, 16).
 """
 
-from ..decoding.options import DecodingOptionError, check_decoding_options, check_exit_depth
+from argparse import Namespace
+
+from ..decoding.options import DecodingOptionError, check_decoding_options, check_exit_depth, option_value, same_value
 from ..pruning.state_dict import stack_depth
 
 
@@ -35,22 +39,46 @@ class DecodingTask:
             check_exit_depth(early, "--early-exit", depth, allow_full=True)
         model = super().build_model(cfg, from_checkpoint)
         if exit_layer is not None:
-            check_exit_depth(exit_layer, "--self-speculative", len(model.decoder.layers), allow_full=False)
+            check_self_speculative_model(model, exit_layer)
         return model
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None,
                         prefix_allowed_tokens_fn=None):
-        _, exit_layer, draft = self._decoding_options()
-        if getattr(args, "self_speculative", None) is not None or getattr(args, "draft_tokens", None) is not None:
-            _, exit_layer, draft = check_decoding_options(args)  # the hub interface passes them here
+        early, exit_layer, draft = self._decoding_options()
+        asked_exit = option_value(args, "early_exit")
+        if asked_exit is not None and not same_value(asked_exit, early):
+            raise DecodingOptionError(
+                f"early_exit={asked_exit!r} was passed to generate, but early exit is chosen when the model loads "
+                f"(it loads only the decoder's first E layers; this model was loaded with early_exit={early!r}): pass "
+                f"it to the loader, from_pretrained(..., task={{'_name': ..., 'early_exit': {asked_exit!r}}}), or "
+                f"to the command as --early-exit {asked_exit}")
+        asked = {k: option_value(args, k) for k in ("self_speculative", "draft_tokens")
+                 if option_value(args, k) is not None}
+        if asked:  # the hub interface passes them here; each replaces the value the model was loaded with
+            merged = Namespace(early_exit=None, self_speculative=exit_layer, draft_tokens=draft)
+            vars(merged).update(asked)
+            _, exit_layer, draft = check_decoding_options(merged)
         if exit_layer is None:
             return super().build_generator(models, args, seq_gen_cls, extra_gen_cls_kwargs, prefix_allowed_tokens_fn)
         refuse_unsupported_search(args, models, extra_gen_cls_kwargs, prefix_allowed_tokens_fn)
-        check_exit_depth(exit_layer, "--self-speculative", len(models[0].decoder.layers), allow_full=False)
+        check_self_speculative_model(models[0], exit_layer)
         from ..decoding.self_speculative import SelfSpeculativeGenerator
 
         extra = dict(extra_gen_cls_kwargs or {}, exit_layer=exit_layer, draft_tokens=draft)
         return super().build_generator(models, args, SelfSpeculativeGenerator, extra, None)
+
+
+def check_self_speculative_model(model, exit_layer):
+    """Self-speculative decoding runs a fairseq transformer decoder in layer ranges (``decoding/layer_range.py``):
+    refuse another decoder (an LSTM, a convolutional one) and an exit layer beyond its depth, naming the flag."""
+    from fairseq.models.transformer import TransformerDecoderBase
+
+    decoder = getattr(model, "decoder", None)
+    if not isinstance(decoder, TransformerDecoderBase):
+        raise DecodingOptionError(
+            f"--self-speculative runs the layers of a transformer decoder (fairseq's TransformerDecoderBase); this "
+            f"model's decoder is {type(decoder).__name__}")
+    check_exit_depth(exit_layer, "--self-speculative", len(decoder.layers), allow_full=False)
 
 
 def refuse_unsupported_search(args, models, extra_gen_cls_kwargs, prefix_allowed_tokens_fn):
@@ -67,6 +95,8 @@ def refuse_unsupported_search(args, models, extra_gen_cls_kwargs, prefix_allowed
         problems.append(f"--nbest {get('nbest')} (greedy decoding has one hypothesis)")
     if (get("diverse_beam_groups", -1) or -1) > 0 or (get("diversity_rate", -1) or -1) > -1:
         problems.append("diverse beam search (--diverse-beam-groups / --diversity-rate)")
+    if get("score_reference", False):
+        problems.append("--score-reference (it scores the given targets and decodes nothing)")
     for flag, name in (("--match-source-len", "match_source_len"), ("--constraints", "constraints"),
                        ("--print-alignment", "print_alignment"), ("--retain-dropout", "retain_dropout")):
         if get(name, False):

@@ -116,8 +116,10 @@ def test_report_merges_sweeps_and_checks_the_mt_targets(tmp_path):
             for depth, quality in points.items():
                 writer.writerow({"depth": depth, "strategy": "every-other", "kept": "encoder:0",
                                  "parameters": 10 * depth, "quality": quality, "seconds": 1})
-    fairseq("fairseq-layerdrop", "report", "--out", "merged", "--metric", "BLEU", "LD=ld.csv", "base=base.csv",
-            "--check-mt", "LD", "base", "--full", "6", "--half", "3", cwd=tmp_path)
+    proc = fairseq("fairseq-layerdrop", "report", "--out", "merged", "--metric", "BLEU", "LD=ld.csv", "base=base.csv",
+                   "--check-mt", "LD", "base", "--full", "6", "--half", "3", cwd=tmp_path)
+    # importing fairseq sets the root logger to DEBUG; matplotlib's and PIL's debug lines (about 150) stay out
+    assert [line for line in proc.stderr.splitlines() if line.startswith("DEBUG")] == [], proc.stderr[-2000:]
     md = (tmp_path / "merged" / "results.md").read_text()
     assert "| 6 | 20.00 | 22.00 |" in md and "| 3 | 18.00 | 5.00 |" in md
     assert "| LayerDrop pruned 6->3: share of its full BLEU | 0.900 | >= 0.90 | yes |" in md
