@@ -24,7 +24,9 @@ MT_DECODE = ["--cpu", "--beam", "1", "--batch-size", "8", "--required-batch-size
 TEST_SENTENCES = 50  # the translation test split of tests/conftest.py
 LM_DECODE = ["--cpu", "--beam", "1", "--batch-size", "4", "--buffer-size", "4", "--max-len-b", "24"]
 SUMMARY = re.compile(r"self-speculative decoding \(draft with layers 1-(\d+) of (\d+), (\d+) draft tokens\): "
-                     r"([\d,]+) sentences, ([\d,]+) tokens .* accepted ([\d,]+) of ([\d,]+) drafted tokens")
+                     r"([\d,]+) sentences, ([\d,]+) tokens .* accepted ([\d,]+) of ([\d,]+) drafted tokens "
+                     r"\((?:acceptance rate [\d.]+%|no drafts)\), ([\d,]+) verifications .*; tokens: ([\d,]+) accepted "
+                     r"drafts \+ ([\d,]+) chosen by the full model \+ ([\d,]+) forced")
 
 
 def hypotheses(stdout):
@@ -45,9 +47,11 @@ def positional_score_count(stdout):
 def summary(stderr):
     match = SUMMARY.search(stderr)
     assert match, f"no self-speculative summary in the log:\n{stderr[-2000:]}"
-    exit_layer, depth, draft, sentences, tokens, accepted, drafted = (int(g.replace(",", "")) for g in match.groups())
+    (exit_layer, depth, draft, sentences, tokens, accepted, drafted, verifications, accepted_again, chosen,
+     forced) = (int(g.replace(",", "")) for g in match.groups())
+    assert accepted_again == accepted
     return dict(exit_layer=exit_layer, depth=depth, draft=draft, sentences=sentences, tokens=tokens,
-                accepted=accepted, drafted=drafted)
+                accepted=accepted, drafted=drafted, verifications=verifications, chosen=chosen, forced=forced)
 
 
 class Hypotheses(dict):
@@ -107,7 +111,9 @@ def test_translation_self_speculative_is_greedy(translation_data, mt_checkpoint,
     stats = summary(proc.stderr)
     assert (stats["exit_layer"], stats["depth"], stats["draft"], stats["sentences"]) == (exit_layer, 6, draft, len(mt_greedy))
     assert stats["tokens"] == mt_greedy.tokens
-    assert 0 <= stats["accepted"] <= stats["drafted"] <= draft * stats["tokens"]
+    assert stats["accepted"] + stats["chosen"] + stats["forced"] == stats["tokens"]
+    assert stats["chosen"] <= stats["verifications"] and stats["drafted"] <= draft * stats["verifications"]
+    assert stats["accepted"] <= stats["drafted"]
 
 
 @pytest.mark.parametrize("exit_layer, draft", [(1, 6), (2, 4), (5, 2)])
@@ -116,7 +122,10 @@ def test_lm_continuation_self_speculative_is_greedy(lm_data, lm_checkpoint, lm_p
     assert hypotheses(proc.stdout) == lm_greedy
     stats = summary(proc.stderr)
     assert (stats["exit_layer"], stats["draft"], stats["sentences"]) == (exit_layer, draft, lm_prompts[1])
-    assert stats["accepted"] <= stats["drafted"]
+    prompt_tokens = sum(len(line.split()) for line in lm_prompts[0].read_text().splitlines())
+    assert stats["tokens"] == positional_score_count(proc.stdout) - prompt_tokens  # the prompt is not generated
+    assert stats["accepted"] + stats["chosen"] + stats["forced"] == stats["tokens"]
+    assert stats["chosen"] <= stats["verifications"] and stats["accepted"] <= stats["drafted"]
 
 
 def test_translation_through_fairseq_interactive_is_greedy(translation_data, mt_checkpoint):
@@ -197,3 +206,81 @@ def test_other_searches_are_refused(lm_data, lm_checkpoint, lm_prompts, flags, m
     assert proc.returncode != 0
     assert "--self-speculative supports plain greedy decoding of one model only" in proc.stderr
     assert message in proc.stderr
+
+
+def positional_scores(stdout):
+    """{sentence id: [score per token]} from fairseq's P- lines."""
+    return {int(line.split("\t")[0][2:]): [float(v) for v in line.split("\t")[1].split()]
+            for line in stdout.splitlines() if line.startswith("P-")}
+
+
+def targets(stdout):
+    return {int(line.split("\t")[0][2:]): line.split("\t")[1] for line in stdout.splitlines() if line.startswith("T-")}
+
+
+def assert_same_scores(found, expected):
+    assert found.keys() == expected.keys()
+    for key in expected:
+        assert found[key] == pytest.approx(expected[key], abs=2e-4), key  # printed with 4 decimals
+
+
+PREFIX = 6  # forced target tokens; the toy targets have 3 to 10 words, so a third of them end inside the prefix
+
+
+@pytest.fixture(scope="module")
+def upper_layers_add_nothing(mt_checkpoint, tmp_path_factory):
+    """The pre-norm model with decoder layers 2..5 adding exactly zero to the residual stream (their attention
+    output and fc2 projections zeroed: x + 0 = x), so the full model's choice is the draft of layers 0..1."""
+    state = torch.load(mt_checkpoint, weights_only=False)
+    for key, value in state["model"].items():
+        upper = key.startswith("decoder.layers.") and int(key.split(".")[2]) >= 2
+        if upper and (".out_proj." in key or ".fc2." in key):
+            value.zero_()
+    path = tmp_path_factory.mktemp("mt_upper_zero") / "checkpoint.pt"
+    torch.save(state, path)
+    return path
+
+
+def test_a_prefix_that_ends_the_sentence_ends_it_as_in_fairseq_and_the_counts_are_exact(
+        translation_data, upper_layers_add_nothing):
+    """``--prefix-size 6``, longer than a third of the references, forces their ``</s>``: fairseq's greedy ends
+    those hypotheses there (each is its reference), and so must self-speculative decoding (it decoded on).
+
+    The counts, by hand: every draft is accepted (see the fixture), ``--min-len 10 --max-len-b 10`` make every
+    other hypothesis 10 tokens and the ``</s>`` forced at 10. After the 6 prefix tokens, with E=2, K=3: one
+    verification drafts positions 6-8 (all accepted) and takes the full model's bonus token at 9; a second one
+    only scores the forced ``</s>`` at 10, which is no draft. A hypothesis that ended in its prefix costs nothing."""
+    flags = ["--prefix-size", PREFIX, "--max-len-a", 0, "--max-len-b", 10, "--min-len", 10]
+    greedy = generate(translation_data, upper_layers_add_nothing, *flags)
+    proc = generate(translation_data, upper_layers_add_nothing, *flags, "--self-speculative", 2, "--draft-tokens", 3)
+    expected, refs = hypotheses(greedy.stdout), targets(greedy.stdout)
+    assert hypotheses(proc.stdout) == expected
+    assert_same_scores(positional_scores(proc.stdout), positional_scores(greedy.stdout))
+    short = [i for i, ref in refs.items() if len(ref.split()) + 1 <= PREFIX]  # its </s> inside the prefix
+    assert 10 <= len(short) < len(refs) == TEST_SENTENCES
+    assert all(expected[i] == refs[i] for i in short)  # fairseq's own rule, as this test reads it
+    assert all(len(scores) == 11 for i, scores in positional_scores(greedy.stdout).items() if i not in short)
+    long = TEST_SENTENCES - len(short)
+    assert summary(proc.stderr) == dict(exit_layer=2, depth=6, draft=3, sentences=TEST_SENTENCES, tokens=5 * long,
+                                        verifications=2 * long, drafted=3 * long, accepted=3 * long, chosen=long,
+                                        forced=long)
+
+
+def test_lm_blocks_with_end_of_sentence_through_fairseq_generate(lm_data, lm_checkpoint):
+    """An LM through fairseq-generate with the default ``--sample-break-mode none``: each block (the whole
+    block is the forced prefix) holds ``</s>``, where fairseq's greedy ends the hypothesis. Nothing is left to
+    draft, and the summary says so instead of an acceptance rate."""
+    def run(*flags):
+        return fairseq("fairseq-generate", lm_data, "--user-dir", PLUGIN, "--task", "language_modeling_layerdrop",
+                       "--path", lm_checkpoint, "--cpu", "--beam", "1", "--batch-size", "4", "--tokens-per-sample",
+                       "64", "--gen-subset", "test", *flags)
+
+    greedy = run()
+    proc = run("--self-speculative", 2, "--draft-tokens", 4)
+    expected = hypotheses(greedy.stdout)
+    assert len(expected) > 20
+    assert hypotheses(proc.stdout) == expected
+    assert_same_scores(positional_scores(proc.stdout), positional_scores(greedy.stdout))
+    stats = summary(proc.stderr)
+    assert (stats["sentences"], stats["tokens"], stats["drafted"], stats["verifications"]) == (len(expected), 0, 0, 0)
+    assert "(no drafts)" in proc.stderr
