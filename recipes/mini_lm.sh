@@ -12,6 +12,11 @@
 #   lrdrop_half: the same with half the updates (equal compute with layerdrop)
 #   early_exit: 8 layers, --decoder-layerdrop 0.5 with LayerSkip's early-exit loss (--criterion
 #               early_exit_cross_entropy); its "top" curve is early exit at E layers (--early-exit E)
+#   distill   : 8 layers, in-place depth distillation (--criterion depth_distillation_cross_entropy): each
+#               update trains the full model and one sub-network of the menu 1..7 (every-other) on the labels
+#               and on the full model's output (detached teacher); about 1.5 full forward passes per update
+#   distill_eq: the same with 2/3 of the updates (equal compute with baseline: 8 + 4 layers per update)
+#   distill_attached_eq: distill_eq with the teacher attached (--depth-distill-teacher attached)
 # searches, for the layerdrop, baseline and lrdrop models, the kept layers that give the best validation
 # perplexity at every depth (fairseq-layerdrop search: exhaustive, C(8,R) <= 70 subsets), then sweeps
 # the 8-layer models over depths 1..8 (layerdrop, baseline, lrdrop: every strategy in STRATEGIES and search;
@@ -48,9 +53,12 @@ setting FFN "" 64 "feed-forward width (empty: 4 x DIM)"
 setting EMBED "" "" "width of the embeddings and the tied softmax (empty: DIM; projected to DIM if different)"
 setting BLOCK 64 32 "--tokens-per-sample"
 setting TOKENS 1024 512 "--max-tokens"
-# Pre-layer-norm, as fairseq's transformer_lm_wiki103 (the paper's LM): at this lr the post-norm 8-layer models
-# (fairseq's default) stayed near the unigram loss for 700 updates while the 4-layer one learned (docs/results.md).
-setting NORM --decoder-normalize-before --decoder-normalize-before "norm flags (NORM= trains post-norm models)"
+# Pre-layer-norm (with a final layer norm), as fairseq's transformer_lm_wiki103 (the paper's LM): at this lr the
+# post-norm 8-layer models stayed near the unigram loss for 700 updates while the 4-layer one learned
+# (docs/results.md). Post-norm is what --arch transformer_lm_layerdrop builds without --decoder-normalize-before
+# (fairseq's config default: a layer norm after each block, no final one); --decoder-post-norm says so explicitly.
+setting NORM --decoder-normalize-before --decoder-normalize-before \
+    "norm flags: --decoder-normalize-before (pre-norm), --decoder-post-norm or empty (post-norm)"
 setting STRATEGIES every-other,top,bottom every-other "sweep strategies of the layerdrop and baseline models"
 setting SEARCH_BUDGET 70 70 "most validation evaluations per depth of the layer search (70 = exhaustive)"
 setting SEARCH_BATCHES 4 4 "the search scores the first N batches of 4,096 valid tokens (0: all 70k)"
@@ -66,12 +74,14 @@ mini_check
 LAYERS=8
 # name : decoder layers : LayerDrop rate
 MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0" "gated:$LAYERS:0.5"
-        "lrdrop:$LAYERS:0.5" "lrdrop_half:$LAYERS:0.5" "early_exit:$LAYERS:0.5")
+        "lrdrop:$LAYERS:0.5" "lrdrop_half:$LAYERS:0.5" "early_exit:$LAYERS:0.5"
+        "distill:$LAYERS:0" "distill_eq:$LAYERS:0" "distill_attached_eq:$LAYERS:0")
 SEARCHED=(layerdrop baseline lrdrop)  # models whose sweep includes the layers searched on validation
 # the report's label of each model
 declare -A LABEL=([layerdrop]="LayerDrop p=0.5" [baseline]="baseline p=0" [scratch4]="4 layers from scratch"
     [gated]="LayerDrop p=0.5, gates" [lrdrop]="LR-Drop p=0.5" [lrdrop_half]="LR-Drop p=0.5, half updates"
-    [early_exit]="LayerDrop p=0.5, early-exit loss")
+    [early_exit]="LayerDrop p=0.5, early-exit loss" [distill]="depth distillation"
+    [distill_eq]="depth distillation, equal compute" [distill_attached_eq]="depth distillation, attached, equal compute")
 read -r LRD_OUT LRD_HID LRD_ATT EXTRA <<< "$LRDROP_WEIGHTS"
 [[ -n $LRD_ATT && -z $EXTRA ]] || die "LRDROP_WEIGHTS must be three weights (output hidden attention), got '$LRDROP_WEIGHTS'"
 mini_select
@@ -99,11 +109,19 @@ model_flags() {  # NAME LAYERS RATE
         lrdrop*) MODEL_FLAGS+=(--criterion lr_drop_cross_entropy --lr-drop-output-weight "$LRD_OUT"
                      --lr-drop-hidden-weight "$LRD_HID" --lr-drop-attention-weight "$LRD_ATT") ;;
         early_exit) MODEL_FLAGS+=(--criterion early_exit_cross_entropy) ;;
+        distill*) MODEL_FLAGS+=(--criterion depth_distillation_cross_entropy --depth-menu "$(seq -s, 1 $((LAYERS - 1)))"
+                      --menu-strategy every-other) ;;
     esac
+    [[ $1 == distill_attached* ]] && MODEL_FLAGS+=(--depth-distill-teacher attached)
     return 0
 }
-model_updates() {  # lrdrop_half: half the updates (two passes each: the compute of layerdrop's UPDATES)
-    if [[ $1 == lrdrop_half ]]; then echo $(((UPDATES + 1) / 2)); else echo "$UPDATES"; fi
+model_updates() {  # lrdrop_half: half the updates (two passes each: the compute of layerdrop's UPDATES);
+    # distill*_eq: 2/3 (the full pass and a menu depth of LAYERS/2 on average: the layer-forwards of baseline's UPDATES)
+    case $1 in
+        lrdrop_half) echo $(((UPDATES + 1) / 2)) ;;
+        distill*_eq) echo $(((2 * UPDATES + 2) / 3)) ;;
+        *) echo "$UPDATES" ;;
+    esac
 }
 
 # search on validation: the best kept layers at every depth (Fan et al.'s "search on valid")
@@ -140,6 +158,7 @@ sweep_model() {
     _in_list "$name" "${SEARCHED[@]}" && strategies+=",search:$WORK_DIR/search_$name/search.json"
     [[ $name == gated ]] && strategies=learned,every-other
     [[ $name == early_exit ]] && strategies=every-other,top  # top: the first E layers, i.e. early exit at E
+    [[ $name == distill* ]] && strategies=every-other  # the strategy of its menu
     [[ -z $DEPTHS ]] || depths=(--depths "$DEPTHS")
     if [[ $layers != "$LAYERS" ]]; then strategies=every-other; depths=(--depths "$layers"); fi
     sweep_once "$name" "sweep_$name" "$EVAL_DATA" --strategies "$strategies" "${depths[@]}" --subset "$SUBSET" \

@@ -1,1 +1,1 @@
-from . import early_exit_loss, layer_gate_loss, lr_drop_loss  # noqa: F401
+from . import depth_distillation_loss, early_exit_loss, layer_gate_loss, lr_drop_loss  # noqa: F401

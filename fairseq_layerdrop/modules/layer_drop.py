@@ -25,6 +25,8 @@ Several forward passes of one micro-batch (LR-Drop's two sub-models, ``modules/s
 set ``pass_index`` and ``hold_micro_batch``: each pass draws with its own index, and the micro-batch
 count advances once, after the last pass. With a ``recorder`` set, iteration yields every slot
 (a skipped layer as the identity) wrapped so that the recorder sees the residual stream after it.
+In-place depth distillation (``modules/depth_passes.py``) sets ``forced_kept`` instead: that pass runs
+exactly those layers, whatever the draw.
 """
 
 import json
@@ -98,6 +100,8 @@ class SeededLayerDropList(nn.ModuleList):
         self.pass_index = 0  # which forward pass of the micro-batch draws (LR-Drop's sub-models)
         self.hold_micro_batch = False  # True: this iteration is not the micro-batch's last pass
         self.recorder = None  # siamese_passes.PassRecorder while LR-Drop records the passes
+        self.forced_kept: Optional[List[int]] = None  # depth distillation: this pass runs exactly these layers
+        self.pass_label: Optional[int] = None  # depth distillation: the pass, in the draws log
         self.last_kept: List[int] = list(range(len(self)))
         self.last_plans: List[LayerPlan] = [LayerPlan() for _ in range(len(self))]
 
@@ -119,7 +123,11 @@ class SeededLayerDropList(nn.ModuleList):
         return [r * factor for r in self.rates]
 
     def step_plans(self, pass_index: Optional[int] = None) -> List[LayerPlan]:
-        """Every layer's plan at the current (update, micro-batch, pass) draw (default: ``self.pass_index``)."""
+        """Every layer's plan at the current (update, micro-batch, pass) draw (default: ``self.pass_index``),
+        or the forced sub-network's (``forced_kept``)."""
+        if self.forced_kept is not None:
+            kept = set(self.forced_kept)
+            return [LayerPlan() if i in kept else LayerPlan(attention=False, ffn=False) for i in range(len(self))]
         rates = self.current_rates()
         if not any(r > 0 for r in rates):
             return [LayerPlan() for _ in range(len(self))]
@@ -164,6 +172,8 @@ class SeededLayerDropList(nn.ModuleList):
                   "plans": [plan.describe() for plan in plans]}
         if self.recorder is not None:
             record["pass"] = self.recorder.draw_label(self.pass_index)
+        elif self.pass_label is not None:
+            record["pass"] = self.pass_label
         if not self.ramp.constant:
             record["rate_factor"] = self.ramp.factor(self.num_updates)
         with open(f"{self.draws_log}.rank{rank}", "a") as f:

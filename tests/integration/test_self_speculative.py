@@ -4,7 +4,7 @@ Self-speculative output must be token for token fairseq's own greedy (``--beam 1
 whole test split of the toy data, for several exit layers E and draft lengths K, in translation and
 in language-model prompt continuation; ``--early-exit E`` must decode as the decoder pruned to its
 first E layers; bad flags must stop with a message naming the flag, before the data is read.
-Models: the session's 2-epoch tiny LM (6 layers, post-norm) and, for translation, a pre-norm tiny
+Models: the session's 2-epoch tiny LM (6 layers, pre-norm with a final layer norm) and, for translation, a pre-norm tiny
 6+6 model as initialized (one update at lr 1e-9): the session's 2-epoch translation model answers "t19"
 to everything, which would hide a wrong cache, and a few updates more collapse it the same way; an
 untrained model's output depends on its whole input and runs to the maximum length. Decoded in
