@@ -17,6 +17,8 @@
 #               and on the full model's output (detached teacher); about 1.5 full forward passes per update
 #   distill_eq: the same with 2/3 of the updates (equal compute with baseline: 8 + 4 layers per update)
 #   distill_attached_eq: distill_eq with the teacher attached (--depth-distill-teacher attached)
+#   distill_kd, distill_kd_eq: distill and distill_eq with the sub-networks trained on the full model's output
+#               alone (--depth-distill-label-weight 0: Yu & Huang's in-place distillation)
 # searches, for the layerdrop, baseline and lrdrop models, the kept layers that give the best validation
 # perplexity at every depth (fairseq-layerdrop search: exhaustive, C(8,R) <= 70 subsets), then sweeps
 # the 8-layer models over depths 1..8 (layerdrop, baseline, lrdrop: every strategy in STRATEGIES and search;
@@ -75,13 +77,15 @@ LAYERS=8
 # name : decoder layers : LayerDrop rate
 MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0" "gated:$LAYERS:0.5"
         "lrdrop:$LAYERS:0.5" "lrdrop_half:$LAYERS:0.5" "early_exit:$LAYERS:0.5"
-        "distill:$LAYERS:0" "distill_eq:$LAYERS:0" "distill_attached_eq:$LAYERS:0")
+        "distill:$LAYERS:0" "distill_eq:$LAYERS:0" "distill_attached_eq:$LAYERS:0" "distill_kd:$LAYERS:0"
+        "distill_kd_eq:$LAYERS:0")
 SEARCHED=(layerdrop baseline lrdrop)  # models whose sweep includes the layers searched on validation
 # the report's label of each model
 declare -A LABEL=([layerdrop]="LayerDrop p=0.5" [baseline]="baseline p=0" [scratch4]="4 layers from scratch"
     [gated]="LayerDrop p=0.5, gates" [lrdrop]="LR-Drop p=0.5" [lrdrop_half]="LR-Drop p=0.5, half updates"
     [early_exit]="LayerDrop p=0.5, early-exit loss" [distill]="depth distillation"
-    [distill_eq]="depth distillation, equal compute" [distill_attached_eq]="depth distillation, attached, equal compute")
+    [distill_eq]="depth distillation, equal compute" [distill_attached_eq]="depth distillation, attached, equal compute"
+    [distill_kd]="depth distillation, KL only" [distill_kd_eq]="depth distillation, KL only, equal compute")
 read -r LRD_OUT LRD_HID LRD_ATT EXTRA <<< "$LRDROP_WEIGHTS"
 [[ -n $LRD_ATT && -z $EXTRA ]] || die "LRDROP_WEIGHTS must be three weights (output hidden attention), got '$LRDROP_WEIGHTS'"
 mini_select
@@ -113,6 +117,7 @@ model_flags() {  # NAME LAYERS RATE
                       --menu-strategy every-other) ;;
     esac
     [[ $1 == distill_attached* ]] && MODEL_FLAGS+=(--depth-distill-teacher attached)
+    [[ $1 == distill_kd* ]] && MODEL_FLAGS+=(--depth-distill-label-weight 0)
     return 0
 }
 model_updates() {  # lrdrop_half: half the updates (two passes each: the compute of layerdrop's UPDATES);

@@ -74,3 +74,20 @@ def run_main(main, *args, check=True):
     if check and code != 0:
         raise AssertionError(f"{main.__module__} failed ({code}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def run_workers(command, world_size=2, timeout=240):
+    """Start ``command`` (a fairseq-train argument list with ``--distributed-no-spawn`` and a tcp init method)
+    once per rank with ``--distributed-rank R``; return each worker's combined output once all have ended
+    (an AssertionError with rank 0's output if one failed)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([*map(str, command), "--distributed-rank", str(r)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=env) for r in range(world_size)]
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    if not all(p.returncode == 0 for p in procs):
+        raise AssertionError(outputs[0][-3000:])
+    return outputs

@@ -20,7 +20,9 @@ own full-depth perplexity, the baseline at least 3x its own, LayerDrop no worse 
 scratch; LayerDrop at full depth within 5% of the baseline. MT: pruned LayerDrop keeps >= 90% of its BLEU.
 LR-Drop (issue 14; LM): its full-depth perplexity below the LayerDrop model's (same updates, and with
 --equal-compute the model of half the updates too), pruned to half depth with every-other within 10% of its own
-full depth and below the LayerDrop model's at that depth.
+full depth and below the LayerDrop model's at that depth. Depth distillation (issue 24; LM; ``--check-distill``,
+repeatable): at full depth within 2% of the baseline, pruned to half depth within 5% of the small model from scratch
+and within 10% of its own full depth, and below the LayerDrop model at every depth both were swept at.
 """
 
 import argparse
@@ -131,6 +133,24 @@ def lrdrop_targets(models, lrdrop, layerdrop, full, half, equal_compute=None):
     return checks
 
 
+def distill_targets(models, distill, baseline, scratch, layerdrop, full, half):
+    """Depth distillation's LM targets (issue 24) as (statement, measured, wanted, met): lower perplexity is better.
+    The last one compares the every-other curves at every depth both models were swept at."""
+    d_full, d_half = quality(models, distill, full), quality(models, distill, half)
+    base_full, small = quality(models, baseline, full), quality(models, scratch, half)
+    depths = sorted({r["depth"] for r in models[distill] if r["strategy"] == "every-other"}
+                    & {r["depth"] for r in models[layerdrop] if r["strategy"] == "every-other"})
+    worst = max(quality(models, distill, d) / quality(models, layerdrop, d) for d in depths)
+    return [
+        (f"{distill} / {baseline} at full depth (ppl)", d_full / base_full, "<= 1.02", d_full / base_full <= 1.02),
+        (f"{distill} pruned {full}->{half} / {half} layers from scratch (ppl)", d_half / small, "<= 1.05",
+         d_half / small <= 1.05),
+        (f"{distill} pruned {full}->{half} / its full depth (ppl)", d_half / d_full, "<= 1.10", d_half / d_full <= 1.10),
+        (f"{distill} / {layerdrop}, every-other, the worst of depths {depths[0]}..{depths[-1]} (ppl)", worst, "< 1",
+         worst < 1),
+    ]
+
+
 def share(part, whole):
     """``part / whole``, or NaN (a target that cannot be met) when the full-depth score is 0."""
     return part / whole if whole else float("nan")
@@ -195,20 +215,26 @@ def main(argv=None, prog=None):
                         help="labels for LR-Drop's LM targets (with or without --check-lm)")
     parser.add_argument("--equal-compute", metavar="LABEL",
                         help="with --check-lrdrop: the LR-Drop model of half the updates (the LayerDrop model's compute)")
+    parser.add_argument("--check-distill", nargs=4, action="append", metavar=("DISTILL", "BASELINE", "SCRATCH", "LAYERDROP"),
+                        help="labels for depth distillation's LM targets (repeatable: e.g. same updates and equal compute)")
     parser.add_argument("--full", type=int, help="full depth for the targets")
     parser.add_argument("--half", type=int, help="pruned depth for the targets")
     args = parser.parse_args(argv)
-    checking = args.check_lm or args.check_mt or args.check_lrdrop
+    checking = args.check_lm or args.check_mt or args.check_lrdrop or args.check_distill
     if checking and not (args.full and args.half):
-        parser.error("--check-lm/--check-mt/--check-lrdrop need --full and --half")
+        parser.error("--check-lm/--check-mt/--check-lrdrop/--check-distill need --full and --half")
     if (args.full or args.half) and not checking:
-        parser.error("--full and --half are the depths of the targets: give --check-lm, --check-mt or --check-lrdrop")
+        parser.error("--full and --half are the depths of the targets: give --check-lm, --check-mt, --check-lrdrop "
+                     "or --check-distill")
     if args.equal_compute and not args.check_lrdrop:
         parser.error("--equal-compute names a model of the LR-Drop targets: give --check-lrdrop with it")
     if args.check_mt and args.check_lrdrop:
         parser.error("--check-lrdrop checks perplexities (an LM); --check-mt checks BLEU: give one of them")
-    if (args.check_lm or args.check_lrdrop) and args.metric != "perplexity":
-        parser.error(f"--check-lm and --check-lrdrop check perplexities: give --metric perplexity, not {args.metric}")
+    if (args.check_lm or args.check_lrdrop or args.check_distill) and args.metric != "perplexity":
+        parser.error(f"--check-lm, --check-lrdrop and --check-distill check perplexities: give --metric perplexity, "
+                     f"not {args.metric}")
+    if args.check_mt and args.check_distill:
+        parser.error("--check-distill checks perplexities (an LM); --check-mt checks BLEU: give one of them")
     if args.check_mt and args.metric == "perplexity":
         parser.error("--check-mt checks the share of BLEU (or ROUGE) kept: give --metric BLEU, not perplexity")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -240,6 +266,8 @@ def main(argv=None, prog=None):
         checks += mt_targets(models, *args.check_mt, args.full, args.half, args.metric)
     if args.check_lrdrop:
         checks += lrdrop_targets(models, *args.check_lrdrop, args.full, args.half, args.equal_compute)
+    for labels in args.check_distill or []:
+        checks += distill_targets(models, *labels, args.full, args.half)
     target_lines = []
     if checks:
         target_lines = ["| target | measured | wanted | met |", "|---|---:|---:|---|"]

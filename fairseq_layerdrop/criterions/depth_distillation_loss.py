@@ -56,6 +56,7 @@ from ..modules.depth_passes import (
 from ..modules.layer_gates import gated_stacks
 from ..modules.siamese_passes import seeded_stacks
 from .lr_drop_loss import SEPARATE_PASS_BACKENDS, check_weight
+from .pass_log_probs import CrossEntropyOnPassLogProbs, LabelSmoothedOnPassLogProbs
 
 logger = logging.getLogger(__name__)
 
@@ -213,19 +214,6 @@ class DepthDistillationLoss:
             logging_output["total"] = utils.item(total.data)
         return loss, sample_size, logging_output
 
-    def cached_loss(self, model, net_output, sample, lprobs):
-        """``compute_loss`` on log-probabilities already computed (``pass_lprobs`` returns them)."""
-        self._lprobs = {id(net_output[0]): lprobs}
-        try:
-            return self.compute_loss(model, net_output, sample, reduce=True)
-        finally:
-            self._lprobs = {}
-
-    def pass_lprobs(self, model, net_output):
-        """The log-probabilities of an output: those ``forward`` computed for it, else computed here."""
-        cached = getattr(self, "_lprobs", {}).get(id(net_output[0]))
-        return cached if cached is not None else model.get_normalized_probs(net_output, log_probs=True)
-
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         super().reduce_metrics(logging_outputs)
@@ -247,7 +235,7 @@ class DepthDistillationCrossEntropyConfig(CrossEntropyCriterionConfig, DepthDist
 
 
 @register_criterion("depth_distillation_cross_entropy", dataclass=DepthDistillationCrossEntropyConfig)
-class DepthDistillationCrossEntropyCriterion(DepthDistillationLoss, CrossEntropyCriterion):
+class DepthDistillationCrossEntropyCriterion(DepthDistillationLoss, CrossEntropyOnPassLogProbs, CrossEntropyCriterion):
     """fairseq's ``cross_entropy`` with in-place depth distillation (module docstring)."""
 
     def __init__(self, task, sentence_avg, depth_distill_kl_weight=1.0, depth_distill_label_weight=1.0,
@@ -259,14 +247,6 @@ class DepthDistillationCrossEntropyCriterion(DepthDistillationLoss, CrossEntropy
                                      depth_distill_teacher, depth_menu, menu_strategy, menu_sampling,
                                      distributed_world_size, ddp_backend)
 
-    def compute_loss(self, model, net_output, sample, reduce=True):
-        """fairseq's ``cross_entropy`` loss, on the pass's log-probabilities computed once (``pass_lprobs``)."""
-        lprobs = self.pass_lprobs(model, net_output)
-        target = model.get_targets(sample, net_output).view(-1)
-        loss = F.nll_loss(lprobs.view(-1, lprobs.size(-1)), target, ignore_index=self.padding_idx,
-                          reduction="sum" if reduce else "none")
-        return loss, loss
-
 
 @dataclass
 class DepthDistillationLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionConfig,
@@ -276,7 +256,8 @@ class DepthDistillationLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropy
 
 @register_criterion("depth_distillation_label_smoothed_cross_entropy",
                     dataclass=DepthDistillationLabelSmoothedCrossEntropyConfig)
-class DepthDistillationLabelSmoothedCrossEntropyCriterion(DepthDistillationLoss, LabelSmoothedCrossEntropyCriterion):
+class DepthDistillationLabelSmoothedCrossEntropyCriterion(DepthDistillationLoss, LabelSmoothedOnPassLogProbs,
+                                                            LabelSmoothedCrossEntropyCriterion):
     """fairseq's ``label_smoothed_cross_entropy`` with in-place depth distillation (module docstring)."""
 
     def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0, report_accuracy=False,
@@ -287,12 +268,4 @@ class DepthDistillationLabelSmoothedCrossEntropyCriterion(DepthDistillationLoss,
         self.init_depth_distillation(depth_distill_kl_weight, depth_distill_label_weight, depth_distill_passes,
                                      depth_distill_teacher, depth_menu, menu_strategy, menu_sampling,
                                      distributed_world_size, ddp_backend)
-
-    def get_lprobs_and_target(self, model, net_output, sample):
-        """fairseq's, on the pass's log-probabilities computed once (``pass_lprobs``)."""
-        lprobs, target = self.pass_lprobs(model, net_output), model.get_targets(sample, net_output)
-        if self.ignore_prefix_size > 0:
-            lprobs = lprobs[:, self.ignore_prefix_size:, :].contiguous()
-            target = target[:, self.ignore_prefix_size:].contiguous()
-        return lprobs.view(-1, lprobs.size(-1)), target.view(-1)
 

@@ -33,7 +33,6 @@ import weakref
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from fairseq import utils
 from fairseq.criterions import register_criterion
 from fairseq.criterions.cross_entropy import CrossEntropyCriterion, CrossEntropyCriterionConfig
@@ -47,6 +46,7 @@ from omegaconf import II
 from ..compat import model_built_for_training
 from ..modules.layer_gates import gated_stacks
 from ..modules.siamese_passes import siamese_passes, seeded_stacks
+from .pass_log_probs import CrossEntropyOnPassLogProbs, LabelSmoothedOnPassLogProbs
 
 TERMS = ("output", "hidden", "attention")
 LOG_KEYS = {term: f"lrd_{term}" for term in TERMS}
@@ -276,19 +276,6 @@ class LRDropLoss:
             logging_output["total"] = utils.item(total.data)
         return loss, sample_size, logging_output
 
-    def cached_loss(self, model, net_output, sample, lprobs):
-        """``compute_loss`` on log-probabilities already computed (``pass_lprobs`` returns them)."""
-        self._lprobs = {id(net_output[0]): lprobs}
-        try:
-            return self.compute_loss(model, net_output, sample, reduce=True)
-        finally:
-            self._lprobs = {}
-
-    def pass_lprobs(self, model, net_output):
-        """The log-probabilities of an output: those ``forward`` computed for it, else computed here."""
-        cached = getattr(self, "_lprobs", {}).get(id(net_output[0]))
-        return cached if cached is not None else model.get_normalized_probs(net_output, log_probs=True)
-
     def consistency_terms(self, sample, output_kl, recorder, zero):
         """The weighted terms' unweighted values (sums over tokens), for the terms whose weight is above 0;
         ``output_kl``: the symmetric KL of the two passes' output distributions per token (B x T)."""
@@ -342,7 +329,7 @@ class LRDropCrossEntropyConfig(CrossEntropyCriterionConfig, LRDropLossConfig):
 
 
 @register_criterion("lr_drop_cross_entropy", dataclass=LRDropCrossEntropyConfig)
-class LRDropCrossEntropyCriterion(LRDropLoss, CrossEntropyCriterion):
+class LRDropCrossEntropyCriterion(LRDropLoss, CrossEntropyOnPassLogProbs, CrossEntropyCriterion):
     """fairseq's ``cross_entropy`` on two sub-models, with LR-Drop's consistency terms (module docstring)."""
 
     def __init__(self, task, sentence_avg, lr_drop_output_weight=1.0, lr_drop_hidden_weight=0.0,
@@ -351,14 +338,6 @@ class LRDropCrossEntropyCriterion(LRDropLoss, CrossEntropyCriterion):
         self.init_lr_drop(lr_drop_output_weight, lr_drop_hidden_weight, lr_drop_attention_weight,
                           distributed_world_size, ddp_backend)
 
-    def compute_loss(self, model, net_output, sample, reduce=True):
-        """fairseq's ``cross_entropy`` loss, on the pass's log-probabilities computed once (``pass_lprobs``)."""
-        lprobs = self.pass_lprobs(model, net_output)
-        target = model.get_targets(sample, net_output).view(-1)
-        loss = F.nll_loss(lprobs.view(-1, lprobs.size(-1)), target, ignore_index=self.padding_idx,
-                          reduction="sum" if reduce else "none")
-        return loss, loss
-
 
 @dataclass
 class LRDropLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionConfig, LRDropLossConfig):
@@ -366,7 +345,8 @@ class LRDropLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionCo
 
 
 @register_criterion("lr_drop_label_smoothed_cross_entropy", dataclass=LRDropLabelSmoothedCrossEntropyConfig)
-class LRDropLabelSmoothedCrossEntropyCriterion(LRDropLoss, LabelSmoothedCrossEntropyCriterion):
+class LRDropLabelSmoothedCrossEntropyCriterion(LRDropLoss, LabelSmoothedOnPassLogProbs,
+                                                 LabelSmoothedCrossEntropyCriterion):
     """fairseq's ``label_smoothed_cross_entropy`` on two sub-models, with LR-Drop's terms (module docstring)."""
 
     def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0, report_accuracy=False,
@@ -375,11 +355,3 @@ class LRDropLabelSmoothedCrossEntropyCriterion(LRDropLoss, LabelSmoothedCrossEnt
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy)
         self.init_lr_drop(lr_drop_output_weight, lr_drop_hidden_weight, lr_drop_attention_weight,
                           distributed_world_size, ddp_backend)
-
-    def get_lprobs_and_target(self, model, net_output, sample):
-        """fairseq's, on the pass's log-probabilities computed once (``pass_lprobs``)."""
-        lprobs, target = self.pass_lprobs(model, net_output), model.get_targets(sample, net_output)
-        if self.ignore_prefix_size > 0:
-            lprobs = lprobs[:, self.ignore_prefix_size:, :].contiguous()
-            target = target[:, self.ignore_prefix_size:].contiguous()
-        return lprobs.view(-1, lprobs.size(-1)), target.view(-1)

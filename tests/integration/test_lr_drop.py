@@ -9,12 +9,11 @@ uninterrupted one. The gradient and validation checks build the model as fairseq
 import json
 import os
 import socket
-import subprocess
 
 import pytest
 import torch
 from fairseq_layerdrop.cli.in_process import build_model
-from tests.helpers import BIN, PLUGIN, TRAIN_COMMON, fairseq, json_logs
+from tests.helpers import BIN, PLUGIN, TRAIN_COMMON, fairseq, json_logs, run_workers
 
 LM = ["--user-dir", PLUGIN, "--task", "language_modeling", "--tokens-per-sample", "32", "--max-tokens", "256",
       "--disable-validation", "--no-save"]
@@ -192,15 +191,7 @@ def test_two_workers_draw_the_same_layers_for_both_passes(lm_data, tmp_path):
               "--max-update", "3", "--update-freq", "2", "--distributed-no-spawn", "--distributed-world-size", "2",
               "--distributed-backend", "gloo", "--distributed-init-method", f"tcp://127.0.0.1:{port}",
               "--ddp-backend", "legacy_ddp", "--layerdrop-draws-log", str(tmp_path / "draws")]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    procs = [subprocess.Popen([*common, "--distributed-rank", str(r)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env=env) for r in range(2)]
-    try:
-        outputs = [p.communicate(timeout=240)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert all(p.returncode == 0 for p in procs), outputs[0][-3000:]
+    outputs = run_workers(common)
     assert [r["num_updates"] for r in json_logs(outputs[0], "train_inner")] == [1, 2, 3]
     draws = []
     for rank in range(2):

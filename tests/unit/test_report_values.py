@@ -115,3 +115,22 @@ def test_mt_targets_name_the_metric_and_read_every_other(tmp_path, metric):
     assert f"| LayerDrop pruned 6->3: share of its full {metric} | {ld_share:.3f} | >= 0.90 | yes |" in md
     assert (f"| baseline pruned 6->3: share of its full {metric} | {base_share:.3f} | < {ld_share:.3f} (far less) "
             "| yes |") in md
+
+
+def test_distill_targets_read_the_every_other_points_and_the_worst_depth(tmp_path):
+    from fairseq_layerdrop.cli.report import distill_targets
+
+    def rows(points, strategy="every-other"):
+        return [{"depth": d, "strategy": strategy, "kept": "", "parameters": 0, "quality": q} for d, q in points]
+
+    models = {
+        # a "top" row listed first at depth 4 must not be read as the every-other point
+        "distill": rows([(4, 999.0)], "top") + rows([(8, 102.0), (4, 107.0), (2, 150.0)]),
+        "baseline": rows([(8, 100.0), (4, 140.0)]),
+        "scratch": rows([(4, 103.0)]),
+        "layerdrop": rows([(8, 120.0), (4, 121.0), (2, 149.0)]),
+    }
+    checks = distill_targets(models, "distill", "baseline", "scratch", "layerdrop", 8, 4)
+    measured = [c[1] for c in checks]
+    assert measured == pytest.approx([102 / 100, 107 / 103, 107 / 102, 150 / 149])
+    assert [c[3] for c in checks] == [True, True, True, False]  # depth 2 is above LayerDrop's: the last one fails
