@@ -192,6 +192,12 @@ stage_report() {
         checks+=(--check-lrdrop "${LABEL[lrdrop]}" "${LABEL[layerdrop]}")
         _in_list lrdrop_half "${have[@]}" && checks+=(--equal-compute "${LABEL[lrdrop_half]}")
     fi
+    if _in_list baseline "${have[@]}" && _in_list scratch4 "${have[@]}" && _in_list layerdrop "${have[@]}"; then
+        for name in distill distill_eq distill_kd distill_kd_eq distill_attached_eq; do
+            _in_list "$name" "${have[@]}" && checks+=(--check-distill "${LABEL[$name]}" "${LABEL[baseline]}"
+                                                      "${LABEL[scratch4]}" "${LABEL[layerdrop]}")
+        done
+    fi
     (( ${#checks[@]} )) && checks+=(--full "$LAYERS" --half $((LAYERS / 2)))
     layerdrop report --out "$WORK_DIR" --metric perplexity \
         --title "Penn Treebank ($SUBSET${EVAL_SENTENCES:+, first $EVAL_SENTENCES sentences}), pruned without finetuning" \

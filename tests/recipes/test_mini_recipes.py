@@ -41,6 +41,10 @@ def recipe(name, out, **env):
                           capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable, **env})
 
 
+DISTILL_LABELS = ("depth distillation", "depth distillation, equal compute", "depth distillation, attached, equal compute",
+                  "depth distillation, KL only", "depth distillation, KL only, equal compute")
+
+
 def rows(path):
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -52,7 +56,7 @@ def results(path):
 
 @pytest.mark.slow
 def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
-    """Slow (7 trainings, 3 searches, 7 sweeps, then a rerun): run with --run-slow."""
+    """Slow (12 trainings, 3 searches, 12 sweeps, then a rerun): run with --run-slow."""
     proc = recipe("mini_lm.sh", tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = results(tmp_path / "results.csv")
@@ -60,7 +64,8 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
         [("baseline p=0", s) for s in ("every-other", "search")] + \
         [("LayerDrop p=0.5, gates", s) for s in ("learned", "every-other")] + \
         [("LR-Drop p=0.5", s) for s in ("every-other", "search")] + [("LR-Drop p=0.5, half updates", "every-other")] + \
-        [("LayerDrop p=0.5, early-exit loss", s) for s in ("every-other", "top")]
+        [("LayerDrop p=0.5, early-exit loss", s) for s in ("every-other", "top")] + \
+        [(label, "every-other") for label in DISTILL_LABELS]
     assert set(got) == {(m, s, d) for m, s in eight for d in (8, 4)} | {("4 layers from scratch", "every-other", 4)}
     assert all(1 < ppl < 20000 for ppl in got.values()), got  # PTB's vocabulary is 10k words
     md = (tmp_path / "results.md").read_text()
@@ -71,6 +76,11 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
     lr_ratio = got[("LR-Drop p=0.5", "every-other", 8)] / got[("LayerDrop p=0.5", "every-other", 8)]
     assert f"| LR-Drop / LayerDrop at full depth, same updates (ppl) | {lr_ratio:.3f} |" in md
     assert "LR-Drop, half the updates / LayerDrop at full depth, equal compute" in md
+    d_ratio = got[("depth distillation", "every-other", 8)] / got[("baseline p=0", "every-other", 8)]
+    assert f"| depth distillation / baseline p=0 at full depth (ppl) | {d_ratio:.3f} |" in md
+    # the distillation models train with their criterion, the _eq ones for 2/3 of the updates
+    assert "dd_kl" in (tmp_path / "distill" / "train.log").read_text()
+    assert [(tmp_path / n / "done").read_text().strip() for n in ("distill", "distill_eq")] == ["6", "4"]
     # the LR-Drop models train with the chosen weights, lrdrop_half for half the updates; early_exit with its loss
     lrdrop_log = (tmp_path / "lrdrop" / "train.log").read_text()
     assert "lrd_output" in lrdrop_log and "lrd_hidden" in lrdrop_log and "lrd_attention" in lrdrop_log
@@ -96,7 +106,7 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
     log_size = (tmp_path / "baseline" / "train.log").stat().st_size
     again = recipe("mini_lm.sh", tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("trained (skipping)") == 7 and again.stdout.count("swept (skipping)") == 7
+    assert again.stdout.count("trained (skipping)") == 12 and again.stdout.count("swept (skipping)") == 12
     assert again.stdout.count("searched (skipping)") == 3
     assert (tmp_path / "baseline" / "train.log").stat().st_size == log_size
 
