@@ -6,7 +6,7 @@ depths 1..7 per update, every-other, trained on the labels and on the full model
 recommends, docs/depth_distillation.md), with LayerDrop p = 0.5, and without either (p = 0). Each is then
 evaluated by ``fairseq-eval-lm`` at depths 8, 7, ..., 1, keeping evenly spaced layers, and the table (and
 depth_plot.png) shows depth, kept layers, parameters and test perplexity of each. Pruning is the plugin's task
-option (``--task language_modeling_layerdrop --decoder-layers-to-keep ...``). About 8 minutes on 2 CPU cores.
+option (``--task language_modeling_layerdrop --decoder-layers-to-keep ...``). About 4 minutes on 2 CPU cores.
 
     python -m scripts.demo [--out demo_out] [--epochs 20]
 """
