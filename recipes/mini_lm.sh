@@ -26,7 +26,7 @@
 # depth, and merges everything into one table (results.csv, results.md) and one plot (results.png:
 # perplexity against kept depth), with the reproduction's targets checked on the numbers.
 #
-#   bash recipes/mini_lm.sh                 # all twelve models: about 4.5 hours on this project's 2-core machine
+#   bash recipes/mini_lm.sh                 # all twelve models: about 4.5 hours on the 2-core machine (estimated)
 #   MODEL_NAMES=layerdrop,baseline,scratch4,gated bash recipes/mini_lm.sh   # the paper's four: about 60 minutes
 #   PARALLEL=0 bash recipes/mini_lm.sh      # one model at a time (each then uses every core)
 #   UPDATES=8000 DIM=256 bash recipes/mini_lm.sh     # larger: more updates, a wider model
