@@ -187,10 +187,9 @@ class DepthDistillationLoss:
             task_loss, task_nll = self.cached_loss(model, output, sample, lprobs)
             if k == 0:
                 loss, full_loss, nll_loss, full_output = task_loss, task_loss, task_nll, output
-                teacher = lprobs.detach() if self.detach_teacher else lprobs
+                teacher = (lprobs.detach() if self.detach_teacher else lprobs).float()  # once, for every sub-pass
                 continue
-            student = lprobs.float()
-            kl = F.kl_div(student, teacher.float(), log_target=True, reduction="none").sum(-1)
+            kl = F.kl_div(lprobs.float(), teacher, log_target=True, reduction="none").sum(-1)
             kl = kl.masked_fill(~token_mask, 0.0).sum()
             loss = loss + self.label_weight * task_loss + self.kl_weight * kl
             sub_losses.append(task_loss.detach())
