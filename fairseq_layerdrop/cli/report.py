@@ -20,9 +20,10 @@ own full-depth perplexity, the baseline at least 3x its own, LayerDrop no worse 
 scratch; LayerDrop at full depth within 5% of the baseline. MT: pruned LayerDrop keeps >= 90% of its BLEU.
 LR-Drop (issue 14; LM): its full-depth perplexity below the LayerDrop model's (same updates, and with
 --equal-compute the model of half the updates too), pruned to half depth with every-other within 10% of its own
-full depth and below the LayerDrop model's at that depth. Depth distillation (issue 24; LM; ``--check-distill``,
-repeatable): at full depth within 2% of the baseline, pruned to half depth within 5% of the small model from scratch
-and within 10% of its own full depth, and below the LayerDrop model at every depth both were swept at.
+full depth and below the LayerDrop model's at that depth. Depth distillation (issue 24; ``--check-distill``,
+repeatable; perplexity, or BLEU/ROUGE where the ratios are inverted so that above 1 is worse): at full depth within
+2% of the baseline, pruned to half depth within 5% of the small model from scratch and within 10% of its own full
+depth, and better than the LayerDrop model at every depth both were swept at.
 """
 
 import argparse
@@ -133,22 +134,31 @@ def lrdrop_targets(models, lrdrop, layerdrop, full, half, equal_compute=None):
     return checks
 
 
-def distill_targets(models, distill, baseline, scratch, layerdrop, full, half):
-    """Depth distillation's LM targets (issue 24) as (statement, measured, wanted, met): lower perplexity is better.
-    The last one compares the every-other curves at every depth both models were swept at."""
+def distill_targets(models, distill, baseline, scratch, layerdrop, full, half, metric="perplexity"):
+    """Depth distillation's targets (issue 24) as (statement, measured, wanted, met). For perplexity (lower is
+    better) the ratios are distill / other; for BLEU or ROUGE (higher is better) they are other / distill, so that in
+    both cases a ratio above 1 means distillation is worse by that factor. The last target compares the every-other
+    curves at every depth both models were swept at."""
+    lower = metric == "perplexity"
+
+    def worse(a, b):  # how many times worse a is than b
+        return a / b if lower else share(b, a)
+
     d_full, d_half = quality(models, distill, full), quality(models, distill, half)
     base_full, small = quality(models, baseline, full), quality(models, scratch, half)
     depths = sorted({r["depth"] for r in models[distill] if r["strategy"] == "every-other"}
                     & {r["depth"] for r in models[layerdrop] if r["strategy"] == "every-other"})
-    worst = max(quality(models, distill, d) / quality(models, layerdrop, d) for d in depths)
-    return [
-        (f"{distill} / {baseline} at full depth (ppl)", d_full / base_full, "<= 1.02", d_full / base_full <= 1.02),
-        (f"{distill} pruned {full}->{half} / {half} layers from scratch (ppl)", d_half / small, "<= 1.05",
-         d_half / small <= 1.05),
-        (f"{distill} pruned {full}->{half} / its full depth (ppl)", d_half / d_full, "<= 1.10", d_half / d_full <= 1.10),
-        (f"{distill} / {layerdrop}, every-other, the worst of depths {depths[0]}..{depths[-1]} (ppl)", worst, "< 1",
-         worst < 1),
+    worst = max(worse(quality(models, distill, d), quality(models, layerdrop, d)) for d in depths)
+    unit = "ppl" if lower else f"{metric}, other / {distill}"
+    checks = [
+        (f"{distill} / {baseline} at full depth ({unit})", worse(d_full, base_full), "<= 1.02"),
+        (f"{distill} pruned {full}->{half} / {half} layers from scratch ({unit})", worse(d_half, small), "<= 1.05"),
+        (f"{distill} pruned {full}->{half} / its full depth ({unit})", worse(d_half, d_full), "<= 1.10"),
+        (f"{distill} / {layerdrop}, every-other, the worst of depths {depths[0]}..{depths[-1]} ({unit})", worst, "< 1"),
     ]
+    bounds = {"<= 1.02": lambda x: x <= 1.02, "<= 1.05": lambda x: x <= 1.05, "<= 1.10": lambda x: x <= 1.10,
+              "< 1": lambda x: x < 1}
+    return [(name, measured, wanted, bounds[wanted](measured)) for name, measured, wanted in checks]
 
 
 def share(part, whole):
@@ -216,7 +226,7 @@ def main(argv=None, prog=None):
     parser.add_argument("--equal-compute", metavar="LABEL",
                         help="with --check-lrdrop: the LR-Drop model of half the updates (the LayerDrop model's compute)")
     parser.add_argument("--check-distill", nargs=4, action="append", metavar=("DISTILL", "BASELINE", "SCRATCH", "LAYERDROP"),
-                        help="labels for depth distillation's LM targets (repeatable: e.g. same updates and equal compute)")
+                        help="labels for depth distillation's targets (perplexity or BLEU; repeatable: e.g. same updates and equal compute)")
     parser.add_argument("--full", type=int, help="full depth for the targets")
     parser.add_argument("--half", type=int, help="pruned depth for the targets")
     args = parser.parse_args(argv)
@@ -230,11 +240,8 @@ def main(argv=None, prog=None):
         parser.error("--equal-compute names a model of the LR-Drop targets: give --check-lrdrop with it")
     if args.check_mt and args.check_lrdrop:
         parser.error("--check-lrdrop checks perplexities (an LM); --check-mt checks BLEU: give one of them")
-    if (args.check_lm or args.check_lrdrop or args.check_distill) and args.metric != "perplexity":
-        parser.error(f"--check-lm, --check-lrdrop and --check-distill check perplexities: give --metric perplexity, "
-                     f"not {args.metric}")
-    if args.check_mt and args.check_distill:
-        parser.error("--check-distill checks perplexities (an LM); --check-mt checks BLEU: give one of them")
+    if (args.check_lm or args.check_lrdrop) and args.metric != "perplexity":
+        parser.error(f"--check-lm and --check-lrdrop check perplexities: give --metric perplexity, not {args.metric}")
     if args.check_mt and args.metric == "perplexity":
         parser.error("--check-mt checks the share of BLEU (or ROUGE) kept: give --metric BLEU, not perplexity")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -267,7 +274,7 @@ def main(argv=None, prog=None):
     if args.check_lrdrop:
         checks += lrdrop_targets(models, *args.check_lrdrop, args.full, args.half, args.equal_compute)
     for labels in args.check_distill or []:
-        checks += distill_targets(models, *labels, args.full, args.half)
+        checks += distill_targets(models, *labels, args.full, args.half, args.metric)
     target_lines = []
     if checks:
         target_lines = ["| target | measured | wanted | met |", "|---|---:|---:|---|"]

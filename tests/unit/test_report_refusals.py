@@ -67,7 +67,7 @@ def test_report_refuses_sweeps_of_another_metric_and_targets_of_another_kind_wri
     bleu = write_sweep(tmp_path / "bleu.csv", "BLEU")
     assert refusal(capsys, f"a={bleu}", "--out", out, "--metric", "BLEU", "--check-lm", "a", "a", "a", "--full", "6",
                    "--half", "3").endswith(
-        "error: --check-lm, --check-lrdrop and --check-distill check perplexities: give --metric perplexity, not BLEU")
+        "error: --check-lm and --check-lrdrop check perplexities: give --metric perplexity, not BLEU")
     assert refusal(capsys, f"a={ppl}", "--out", out, "--metric", "perplexity", "--check-mt", "a", "a", "--full", "6",
                    "--half", "3").endswith(
         "error: --check-mt checks the share of BLEU (or ROUGE) kept: give --metric BLEU, not perplexity")

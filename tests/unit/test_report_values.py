@@ -134,3 +134,23 @@ def test_distill_targets_read_the_every_other_points_and_the_worst_depth(tmp_pat
     measured = [c[1] for c in checks]
     assert measured == pytest.approx([102 / 100, 107 / 103, 107 / 102, 150 / 149])
     assert [c[3] for c in checks] == [True, True, True, False]  # depth 2 is above LayerDrop's: the last one fails
+
+
+def test_distill_targets_of_bleu_invert_the_ratios_so_that_above_one_is_worse():
+    from fairseq_layerdrop.cli.report import distill_targets
+
+    def rows(points):
+        return [{"depth": d, "strategy": "every-other", "kept": "", "parameters": 0, "quality": q} for d, q in points]
+
+    models = {
+        "distill": rows([(6, 20.0), (3, 18.5), (1, 4.0)]),
+        "baseline": rows([(6, 20.2)]),
+        "scratch": rows([(3, 19.0)]),
+        "layerdrop": rows([(6, 15.0), (3, 14.0), (1, 5.0)]),
+    }
+    checks = distill_targets(models, "distill", "baseline", "scratch", "layerdrop", 6, 3, metric="BLEU")
+    # by hand: baseline 20.2 / distill 20.0; scratch 19.0 / 18.5; own full 20.0 / 18.5; worst over depths 1, 3, 6
+    # of LayerDrop / distill is depth 1's 5.0 / 4.0
+    assert [c[1] for c in checks] == pytest.approx([20.2 / 20.0, 19.0 / 18.5, 20.0 / 18.5, 5.0 / 4.0])
+    assert [c[3] for c in checks] == [True, True, True, False]
+    assert "BLEU" in checks[0][0]
