@@ -76,6 +76,47 @@ def sentence_pairs(lines):
     return pairs
 
 
+ANY_LABEL = re.compile(r"\s*(\[[^\]]*\]|\{[^}]*\})")
+
+
+def phrase_pairs(lines, max_words=6):
+    """The dictionary's own entries as extra training pairs: the aligned alternatives that are not sentences
+    (headwords, their forms, phrases), every ``{...}``/``[...]`` label removed wherever it stands, the first
+    ``;``-separated variant, at most ``max_words`` words a side, deduplicated by the pair. They teach the model
+    the lexicon that the 17k example sentences show once each; they go to the training split only (and only those
+    in the training sentences' vocabulary: ``within_vocabulary``)."""
+    pairs, seen = [], set()
+    for line in lines:
+        line = line.rstrip("\n")
+        if line.startswith("#") or line.count(" :: ") != 1:
+            continue
+        german, english = line.split(" :: ")
+        german_alts, english_alts = german.split("|"), english.split("|")
+        if len(german_alts) != len(english_alts):
+            continue
+        for de, en in zip(german_alts, english_alts):
+            if is_sentence(strip_labels(de)) or is_sentence(strip_labels(en)):
+                continue
+            de, en = (" ".join(ANY_LABEL.sub(" ", side).split("; ")[0].split()) for side in (de, en))
+            if not de or not en or len(de.split()) > max_words or len(en.split()) > max_words or "…" in de + en:
+                continue
+            if (de, en) not in seen:
+                seen.add((de, en))
+                pairs.append((de, en))
+    return pairs
+
+
+WORD = re.compile(r"\w+")
+
+
+def within_vocabulary(extra, sentences):
+    """The pairs of ``extra`` whose every word, on both sides (lower-cased), occurs in the ``sentences`` pairs:
+    the dictionary's lexicon for the words the training sentences use, not its 350k technical terms."""
+    known = [{w for pair in sentences for w in WORD.findall(pair[side].lower())} for side in (0, 1)]
+    return [pair for pair in extra
+            if all(set(WORD.findall(pair[side].lower())) <= known[side] for side in (0, 1))]
+
+
 def split_of(german, valid_percent=5, test_percent=5):
     """The split of a pair, a pure function of its German sentence."""
     bucket = int(hashlib.md5(german.encode("utf-8")).hexdigest(), 16) % 100
@@ -86,12 +127,16 @@ def split_of(german, valid_percent=5, test_percent=5):
     return "train"
 
 
-def write_splits(pairs, raw_dir):
-    """Write ``raw_dir/{split}.{de,en}``; return ``{split: number of pairs}``."""
+def write_splits(pairs, raw_dir, train_only=()):
+    """Write ``raw_dir/{split}.{de,en}``; return ``{split: number of pairs}``. The ``train_only`` pairs (the
+    dictionary's phrases) in the training sentences' vocabulary follow them, except any whose German is a valid or
+    test sentence."""
     os.makedirs(raw_dir, exist_ok=True)
     by_split = {s: [] for s in SPLITS}
     for de, en in pairs:
         by_split[split_of(de)].append((de, en))
+    held_out = {de for split in ("valid", "test") for de, _ in by_split[split]}
+    by_split["train"] += [(de, en) for de, en in within_vocabulary(train_only, by_split["train"]) if de not in held_out]
     for split, items in by_split.items():
         for side, lang in ((0, "de"), (1, "en")):
             with open(os.path.join(raw_dir, f"{split}.{lang}"), "w", encoding="utf-8") as f:
@@ -126,6 +171,9 @@ def main(argv=None):
     parser.add_argument("dictionary", help="the file usr/share/trans/de-en of the Debian package trans-de-en")
     parser.add_argument("out_dir")
     parser.add_argument("--vocab-size", type=int, default=6000, help="joint sentencepiece BPE vocabulary (default 6000)")
+    parser.add_argument("--phrases", action="store_true",
+                        help="add the dictionary's headwords and phrases (up to 6 words a side, every word one the training "
+                        "sentences use) to the training split")
     args = parser.parse_args(argv)
     if not os.path.isfile(args.dictionary):
         sys.exit(f"prepare_trans_de_en: no file {args.dictionary}; get it with: apt-get download trans-de-en && "
@@ -134,8 +182,14 @@ def main(argv=None):
         pairs = sentence_pairs(f)
     if not pairs:
         sys.exit(f"prepare_trans_de_en: no sentence pairs in {args.dictionary}; is it the 'German :: English' file?")
-    counts = write_splits(pairs, os.path.join(args.out_dir, "raw"))
-    print(f"{len(pairs):,} sentence pairs: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()), flush=True)
+    extra = []
+    if args.phrases:
+        with open(args.dictionary, encoding="utf-8") as f:
+            extra = phrase_pairs(f)
+    counts = write_splits(pairs, os.path.join(args.out_dir, "raw"), extra)
+    print(f"{len(pairs):,} sentence pairs: " + ", ".join(f"{s} {n:,}" for s, n in counts.items())
+          + (f" (train holds {counts['train'] - (len(pairs) - counts['valid'] - counts['test']):,} dictionary phrase "
+             "pairs after the sentences)" if args.phrases else ""), flush=True)
     model = train_and_apply_bpe(os.path.join(args.out_dir, "raw"), args.out_dir, args.vocab_size)
     print(f"sentencepiece BPE ({args.vocab_size} pieces, trained on train): {model}; wrote {args.out_dir}/bpe/")
 

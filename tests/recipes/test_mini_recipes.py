@@ -113,27 +113,33 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_mini_mt_smoke_trains_sweeps_and_scores_bleu(tmp_path):
-    """Slow (157 s here, with the continuation, beside the 4 trainings of mini_lm): run with --run-slow."""
+    """Slow (minutes: 4 models, with the continuation): run with --run-slow."""
     dictionary = ding_sample(tmp_path / "de-en")
     proc = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "320 sentence pairs" in proc.stdout
+    assert "320 sentence pairs" in proc.stdout and "dictionary phrase pairs after the sentences" in proc.stdout
     got = results(tmp_path / "out" / "results_both" / "results.csv")
-    assert set(got) == {(m, "every-other", d) for m in ("LayerDrop p=0.5", "baseline p=0") for d in (6, 3)}
+    assert set(got) == {(m, "every-other", d) for m in ("LayerDrop p=0.5", "baseline p=0", "depth distillation")
+                        for d in (6, 3)} | {("3 layers from scratch", "every-other", 3)}
     assert all(0 <= bleu <= 100 for bleu in got.values())
-    assert "LayerDrop pruned 6->3: share of its full BLEU" in (tmp_path / "out" / "results_both" / "results.md").read_text()
+    md = (tmp_path / "out" / "results_both" / "results.md").read_text()
+    assert "LayerDrop pruned 6->3: share of its full BLEU" in md
+    assert "depth distillation pruned 6->3 / 3 layers from scratch (BLEU, other / depth distillation)" in md
+    draws = (tmp_path / "out" / "distill" / "train.log").read_text()
+    assert "depth_distillation_label_smoothed_cross_entropy" in draws and "1:1,2:2,3:3,4:4,5:5" in draws
     assert (tmp_path / "out" / "results_both" / "results.png").stat().st_size > 10000
 
     # a larger budget continues both trainings from their checkpoints and redoes the sweeps
     more = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary), SMOKE_UPDATES="9")
     assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
     assert "trained (skipping)" not in more.stdout and "swept (skipping)" not in more.stdout
-    for name in ("layerdrop", "baseline"):
+    for name in ("layerdrop", "baseline", "scratch3", "distill"):
         log = (tmp_path / "out" / name / "train.log").read_text()
         assert "num_updates 6 " in log and "num_updates 9 " in log and log.count("Loaded checkpoint") == 1, name
         assert (tmp_path / "out" / name / "done").read_text().strip() == "9"
     again = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary), SMOKE_UPDATES="9")
-    assert again.stdout.count("trained (skipping): 9 updates") == 2 and again.stdout.count("swept (skipping)") == 2
+    # every model once, and its sweeps: both stacks (scratch3: both only; the smoke's STACKS is both)
+    assert again.stdout.count("trained (skipping): 9 updates") == 4 and again.stdout.count("swept (skipping)") == 4
 
 
 @pytest.mark.parametrize("name", ["mini_lm.sh", "mini_mt.sh"])

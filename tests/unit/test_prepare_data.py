@@ -51,6 +51,32 @@ def test_ding_split_is_a_function_of_the_german_sentence_and_bpe_round_trips(tmp
     assert len(pieces) == len(raw) and [sp.decode(p.split()) for p in pieces] == raw
 
 
+def test_ding_phrases_are_the_aligned_non_sentences_without_labels_first_variant_and_short():
+    phrases = ding.phrase_pairs(DING_SAMPLE.splitlines(keepends=True))
+    assert phrases == [
+        ("Antwort (auf etw.) (Lösungsansatz)", "answer (to sth.)"),  # {f}, [übtr.], [fig.] removed wherever they stand
+        ("die Lösung des Rätsels", "the answer to this riddle"),
+        ("Antrag", "application"), ("Anträge", "applications"),  # "Antragsberechtigt ist …" has an ellipsis
+        ("eine Anzahlung leisten", "to pay down <> sth."),
+        ("Entschluss", "decision"), ("Regen", "rain"), ("Regenwetter", "rainy weather"),
+    ]  # "Keine Anzahlung (nötig)." is a sentence (its English side is not): neither list; Kummer's sides: not aligned
+
+
+def test_ding_phrases_join_the_training_split_only_within_its_vocabulary_and_never_a_held_out_sentence(tmp_path):
+    sentences = [(f"Satz Nummer {i} ist hier.", f"Sentence number {i} is here.") for i in range(200)]
+    held_out = next(de for de, _ in sentences if ding.split_of(de) == "test")
+    extra = [("Satz", "sentence"), ("Nummer hier", "number here"), ("Haus", "house"),  # "Haus": no training word
+             ("Satz", "phrase"),  # "phrase" is not in the English training sentences
+             (held_out, "a phrase pair whose German is a test sentence")]
+    counts = ding.write_splits(sentences, str(tmp_path), train_only=extra)
+    plain = ding.write_splits(sentences, str(tmp_path / "plain"))
+    train = list(zip(*((tmp_path / f"train.{lang}").read_text().splitlines() for lang in ("de", "en"))))
+    assert counts == {**plain, "train": plain["train"] + 2}
+    assert train[-2:] == [("Satz", "sentence"), ("Nummer hier", "number here")]
+    for split in ("valid", "test"):  # held-out splits are the same as without phrases
+        assert (tmp_path / f"{split}.de").read_text() == (tmp_path / "plain" / f"{split}.de").read_text()
+
+
 def test_ptb_sample_in_the_packages_format_becomes_one_sentence_per_line(tmp_path):
     corpus = {"train": " a b <unk> \n c N d \n", "valid": " e f \n", "test": " g \n h i \n"}
     sizes = prepare_ptb.write_ptb(str(tmp_path), corpus)
