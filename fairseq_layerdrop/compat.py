@@ -39,6 +39,9 @@ In this module (patches applied at import):
    (``fairseq-validate --task language_modeling_layerdrop``, the hub's ``task="..."``) replaces the
    checkpoint's task of fairseq's own that it extends: fairseq-validate builds the checkpoint's task
    and would otherwise ignore the task named and every option only the plugin's task has.
+   The refusal names the plugin task that extends the checkpoint's (``plugin_task_extending``:
+   ``translation_layerdrop``, ``language_modeling_layerdrop``, ``masked_lm_layerdrop``,
+   ``sentence_prediction_layerdrop``).
 
 5. ``fairseq.models.build_model`` is wrapped to record its ``from_checkpoint`` flag, so that checks
    of training flags (``--layer-gates`` needs a gated criterion) run when fairseq-train builds a
@@ -111,6 +114,16 @@ And more in this module:
     wrapped once more to refuse ``--self-speculative`` / ``--draft-tokens`` in ``fairseq-eval-lm``,
     ``fairseq-validate`` and ``fairseq-train`` without ``--eval-bleu``, which would ignore them, and
     ``--early-exit`` in ``fairseq-train``, which would train a model of E layers instead of the exits.
+
+And for RoBERTa (``models/roberta_layerdrop.py``, ``pruning/state_dict.py``):
+
+17. RoBERTa's encoder layers are ``RobertaEncoder.sentence_encoder.layers`` (the ``TransformerEncoder`` that
+    ``RobertaEncoder.build_encoder`` builds); ``roberta_layerdrop`` replaces that list after fairseq's
+    ``RobertaModel.build_model`` (as 10), and calls fairseq's static ``RobertaModel.add_args`` through a parser
+    proxy that drops the default 0 of its ``--encoder-layerdrop``, so that the architectures can default to the
+    paper's 0.2. Pruning finds the layers under the keys ``encoder.sentence_encoder.layers.N.`` and, in older
+    RoBERTa checkpoints, ``decoder.sentence_encoder.layers.N.``, the names that fairseq's
+    ``RobertaModel.upgrade_state_dict_named`` renames (after the plugin has pruned: ``STACK_PATHS``).
 """
 
 import argparse
@@ -213,7 +226,7 @@ def check_pruning_overrides_read(arg_overrides, models, cfg):
     task = getattr(getattr(cfg, "task", None), "_name", None) or "?"
     model_cfg = getattr(cfg, "model", None)
     arch = getattr(model_cfg, "arch", None) or getattr(model_cfg, "_name", None) or "?"
-    plugin_task = "language_modeling_layerdrop" if "language_model" in task else "translation_layerdrop"
+    plugin_task = plugin_task_extending(task)
     given = ", ".join(f"{k}={v!r}" for k, v in asked.items())
     example = dict(_name=plugin_task, **asked)
     raise PruningError(
@@ -223,6 +236,16 @@ def check_pruning_overrides_read(arg_overrides, models, cfg):
         f"-eval-lm: --user-dir ... --task {plugin_task} --{next(iter(asked)).replace('_', '-')} ...), or export a "
         f"pruned copy with `fairseq-layerdrop prune CHECKPOINT OUT.pt` and load that"
     )
+
+
+def plugin_task_extending(task: str) -> str:
+    """The plugin's task that adds the pruning options to fairseq's ``task`` (for the refusal's remedy)."""
+    for fairseq_task, plugin_task in (("masked_lm", "masked_lm_layerdrop"),
+                                      ("sentence_prediction", "sentence_prediction_layerdrop"),
+                                      ("language_model", "language_modeling_layerdrop")):
+        if fairseq_task in task:
+            return plugin_task
+    return "translation_layerdrop"
 
 
 def refuse_unread_pruning_overrides():

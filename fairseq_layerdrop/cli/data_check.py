@@ -12,7 +12,8 @@ from the first file named ``SPLIT.A-B.*`` (``data_utils.infer_language_pair``). 
 import os
 from typing import Optional
 
-LM_TASKS = {"language_modeling": 4, "language_modeling_layerdrop": 4, "masked_lm": 5}  # + special symbols
+# task -> special symbols of its dictionary beyond dict.txt (masked_lm adds <mask>)
+LM_TASKS = {"language_modeling": 4, "language_modeling_layerdrop": 4, "masked_lm": 5, "masked_lm_layerdrop": 5}
 TRANSLATION_TASKS = {"translation", "translation_layerdrop"}
 REMEDY = "give the binarized data directory the checkpoint was trained on (fairseq-preprocess --destdir)"
 

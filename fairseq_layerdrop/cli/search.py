@@ -53,7 +53,9 @@ def main(argv=None, prog=None):
         model, task, batches = load_checked(args)
     except ValueError as error:
         sys.exit(f"fairseq-layerdrop search: {error}")
-    num_layers = len(getattr(model, args.stack).layers)
+    from fairseq_layerdrop.pruning.state_dict import stack_module
+
+    num_layers = len(stack_module(model, args.stack).layers)
     try:  # every depth and the --out file, before any scoring or writing
         for keep in depths:
             search_plan(num_layers, keep, args.budget, args.beam)

@@ -1,1 +1,1 @@
-from . import transformer_layerdrop, transformer_lm_layerdrop  # noqa: F401
+from . import roberta_layerdrop, transformer_layerdrop, transformer_lm_layerdrop  # noqa: F401

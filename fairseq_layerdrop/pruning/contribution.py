@@ -15,14 +15,14 @@ from typing import List, Sequence
 
 import torch
 
-from .state_dict import PruningError
+from .state_dict import PruningError, stack_module
 from .strategies import register_strategy
 
 
 @torch.no_grad()
 def layer_contributions(model, batches: Sequence[dict], stack: str = "decoder") -> List[float]:
     """Mean 1 - cos(input, output) of each layer of ``model.<stack>`` over the tokens of ``batches``."""
-    module = getattr(model, stack)
+    module = stack_module(model, stack)
     layers = [module.layers[i] for i in range(len(module.layers))]
     totals, counts = [0.0] * len(layers), [0] * len(layers)
     mask = {}

@@ -11,7 +11,8 @@ runs because its ``*_layers_to_keep`` fields are cleared first.
 import logging
 
 from .options import clear_pruning_options, pruning_requests
-from .state_dict import PruningError, config_set, count_parameters, prune_state_dict, stack_depth
+from .state_dict import (PruningError, config_set, count_parameters, layer_indices, prune_state_dict, stack_depth,
+                         stack_module)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def build_pruned_model(build, model_cfg, options, stacks, clear_options=True):
 
 def checkpoint_depth(state_dict, stack: str) -> int:
     """How many layers of ``stack`` a model state dict holds (0: none)."""
-    return len({k.split(".")[2] for k in state_dict if k.startswith(f"{stack}.layers.")})
+    return len(layer_indices(state_dict, stack))
 
 
 def install_depth_check(model):
@@ -59,8 +60,8 @@ def install_depth_check(model):
     fairseq with "please ensure that the architectures match" and a list of missing keys.
     """
     upgrade = model.upgrade_state_dict
-    built = {stack: len(getattr(model, stack).layers) for stack in ("encoder", "decoder")
-             if hasattr(getattr(model, stack, None), "layers")}
+    built = {stack: len(stack_module(model, stack).layers) for stack in ("encoder", "decoder")
+             if stack_module(model, stack) is not None}
 
     def check_then_upgrade(state_dict):
         for stack, depth in built.items():
@@ -88,7 +89,7 @@ def install_prune_on_load(model, requests, full_depth, cfg):
     def prune_then_upgrade(state_dict):
         kept = {}
         for stack, request in requests.items():
-            present = {int(k.split(".")[2]) for k in state_dict if k.startswith(f"{stack}.layers.")}
+            present = layer_indices(state_dict, stack)
             target = stack_depth(cfg, stack)
             if len(present) == target and len(present) != full_depth[stack]:
                 logger.info(f"{stack}: the checkpoint has {target} layers already; loading it as it is")

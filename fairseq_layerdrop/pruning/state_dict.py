@@ -7,6 +7,13 @@ in which order; the kept layers are renumbered 0..R-1 and every key outside the 
 softmax) is left untouched. Unlike fairseq's ``prune_state_dict`` it never drops a key it does
 not understand and never touches a stack it was not asked to prune (fairseq issue 1257).
 
+Where a stack's layers live: ``encoder.layers.N.`` / ``decoder.layers.N.`` (fairseq's transformer and
+transformer LM), ``encoder.sentence_encoder.layers.N.`` (the encoder of fairseq's ``roberta``, ``masked_lm``
+and the plugin's ``roberta_layerdrop``; ``decoder.sentence_encoder.layers.N.`` in older RoBERTa checkpoints, the
+names fairseq's ``RobertaModel.upgrade_state_dict_named`` renames when it loads them). The RoBERTa LM head
+(``encoder.lm_head.*``) and classification heads (``classification_heads.NAME.*``) are not layers of a
+stack, so pruning never touches them.
+
 Lists may be in any order (the layers then run in that order, which the model permits because
 every layer maps d_model to d_model); repeats are refused, since a repeated layer would double
 its compute for nothing the papers measured.
@@ -18,6 +25,13 @@ from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 STACKS = ("encoder", "decoder")
+# the module paths, in a model or in its state-dict keys, whose ``layers`` are each stack's layers
+STACK_PATHS = {
+    "encoder": ("encoder", "encoder.sentence_encoder", "decoder.sentence_encoder"),
+    "decoder": ("decoder",),
+}
+_LAYER_KEY = {stack: re.compile(rf"^({'|'.join(re.escape(p) for p in paths)})\.layers\.(\d+)\.(.*)$")
+              for stack, paths in STACK_PATHS.items()}
 
 
 class PruningError(ValueError):
@@ -53,6 +67,30 @@ def parse_layer_list(text, stack: str, num_layers: int) -> List[int]:
     return check_kept_layers(items, num_layers, stack)
 
 
+def layer_key(key: str, stack: str):
+    """``(prefix, index, rest)`` if ``key`` is a parameter of layer ``index`` of ``stack`` (``prefix`` the module
+    path, e.g. ``encoder.sentence_encoder``), else None."""
+    match = _LAYER_KEY[stack].match(key)
+    return None if match is None else (match.group(1), int(match.group(2)), match.group(3))
+
+
+def layer_indices(state_dict, stack: str) -> set:
+    """The layer indices of ``stack`` that a state dict holds (empty: none)."""
+    return {found[1] for found in (layer_key(k, stack) for k in state_dict) if found is not None}
+
+
+def stack_module(model, stack: str):
+    """The module of ``model`` whose ``layers`` are the ``stack``'s (``model.encoder``, or
+    ``model.encoder.sentence_encoder`` for RoBERTa), or None if the model has no such stack."""
+    for path in STACK_PATHS[stack]:
+        module = model
+        for name in path.split("."):
+            module = getattr(module, name, None)
+        if module is not None and hasattr(module, "layers"):
+            return module
+    return None
+
+
 def stack_depth(cfg, stack: str) -> Optional[int]:
     """Number of layers of ``stack`` in a model config (Namespace, DictConfig or dict); None if absent."""
     value = config_get(cfg, f"{stack}_layers")
@@ -67,7 +105,8 @@ def prune_state_dict(
     """Prune ``state_dict`` to the kept layers of each named stack and return it with a matching config.
 
     Args:
-        state_dict: a model state dict with keys such as ``encoder.layers.3.fc1.weight``.
+        state_dict: a model state dict with keys such as ``encoder.layers.3.fc1.weight`` (or
+            ``encoder.sentence_encoder.layers.3.fc1.weight``: ``STACK_PATHS``).
         cfg: the model config (``argparse.Namespace``, omegaconf ``DictConfig`` or ``dict``); it is
             not modified: the returned config is a copy stating the new depths, with fairseq's
             ``*_layers_to_keep`` cleared so that fairseq never prunes again.
@@ -82,21 +121,24 @@ def prune_state_dict(
         if depth is None:
             raise PruningError(f"this model has no {stack}; it cannot be pruned there")
         layers = check_kept_layers(layers, depth, stack)
-        present = {int(m.group(1)) for k in state_dict for m in [re.match(rf"{stack}\.layers\.(\d+)\.", k)] if m}
+        present = layer_indices(state_dict, stack)
+        prefixes = {found[0] for found in (layer_key(k, stack) for k in state_dict) if found is not None}
+        if len(prefixes) > 1:
+            raise PruningError(f"the state dict has {stack} layers under {len(prefixes)} names "
+                               f"({', '.join(sorted(prefixes))}); it cannot tell which stack to prune")
         if present and max(present) >= depth:
             raise PruningError(f"the state dict has {stack} layer {max(present)} but the config says {depth} layers")
         renumber[stack] = {old: new for new, old in enumerate(layers)}
 
-    pattern = re.compile(rf"^({'|'.join(renumber) or '(?!)'})\.layers\.(\d+)\.(.*)$")
     pruned = OrderedDict()
     for key, value in state_dict.items():
-        match = pattern.match(key)
-        if match is None:
+        found = next(((stack, layer_key(key, stack)) for stack in renumber if layer_key(key, stack)), None)
+        if found is None:
             pruned[key] = value
             continue
-        stack, index, rest = match.group(1), int(match.group(2)), match.group(3)
+        stack, (prefix, index, rest) = found
         if index in renumber[stack]:
-            pruned[f"{stack}.layers.{renumber[stack][index]}.{rest}"] = value
+            pruned[f"{prefix}.layers.{renumber[stack][index]}.{rest}"] = value
     for name, value in getattr(state_dict, "__dict__", {}).items():  # torch's _metadata, the plugin's --user-dir mark
         setattr(pruned, name, value)
     return pruned, pruned_config(cfg, {s: len(l) for s, l in kept.items()})

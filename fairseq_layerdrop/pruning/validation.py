@@ -15,6 +15,8 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
+from .state_dict import stack_module
+
 
 def load_checkpoint(checkpoint: str, data: str):
     """``(model, task)`` for a checkpoint (the plugin's or fairseq's own), in eval mode on the CPU."""
@@ -40,13 +42,21 @@ def validation_batches(model, task, subset: str = "valid", max_tokens: int = 409
 
 @torch.no_grad()
 def perplexity(model, batches: Sequence[dict]) -> float:
-    """exp(mean negative log-likelihood per target token): fairseq's valid ``ppl``."""
+    """exp(mean negative log-likelihood per target token): fairseq's valid ``ppl``. For a masked LM (an
+    encoder-only model such as RoBERTa: fairseq's ``masked_lm`` criterion), of the masked tokens."""
     total, count = 0.0, 0
-    pad = model.decoder.dictionary.pad()
+    masked_lm = getattr(model, "decoder", None) is None
+    pad = (model.encoder if masked_lm else model.decoder).dictionary.pad()
     for sample in batches:
-        output = model(**sample["net_input"])
-        lprobs = model.get_normalized_probs(output, log_probs=True)
-        target = model.get_targets(sample, output)
+        if masked_lm:
+            masked = sample["target"].ne(pad)
+            logits = model(**sample["net_input"], masked_tokens=masked)[0]
+            lprobs = model.get_normalized_probs((logits,), log_probs=True)
+            target = sample["target"][masked]
+        else:
+            output = model(**sample["net_input"])
+            lprobs = model.get_normalized_probs(output, log_probs=True)
+            target = model.get_targets(sample, output)
         nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         mask = target.ne(pad)
         total += nll[mask].double().sum().item()
@@ -60,14 +70,14 @@ def running_layers(model, kept: Dict[str, Sequence[int]]):
     saved = {}
     try:
         for stack, layers in kept.items():
-            module = getattr(model, stack)
+            module = stack_module(model, stack)
             saved[stack] = (module.layers, module.num_layers)
             module.layers = nn.ModuleList([saved[stack][0][i] for i in layers])
             module.num_layers = len(layers)
         yield model
     finally:
         for stack, (layers, num_layers) in saved.items():
-            module = getattr(model, stack)
+            module = stack_module(model, stack)
             module.layers, module.num_layers = layers, num_layers
 
 
@@ -110,7 +120,7 @@ def load_for_scoring(args):
                       if line.strip()), type(error).__name__)
         raise ValueError(f"cannot load {args.checkpoint} as a fairseq checkpoint ({type(error).__name__}: "
                          f"{first[:200]})") from None
-    if not hasattr(getattr(model, args.stack, None), "layers"):
+    if stack_module(model, args.stack) is None:
         raise ValueError(f"--stack {args.stack}: this model has no {args.stack}")
     try:
         batches = validation_batches(model, task, args.subset, args.max_tokens, args.max_batches)

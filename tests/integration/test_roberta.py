@@ -1,0 +1,354 @@
+"""RoBERTa (encoder-only, masked LM) with the plugin: ``roberta_layerdrop`` pre-training, pruning the encoder of
+the plugin's and of fairseq's own ``roberta`` (on load, by export, with every strategy), fine-tuning a pruned
+model on sentence classification, and the hub. Tiny models (4 layers of width 32) on a generated corpus."""
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fairseq_layerdrop  # noqa: F401  (allow-lists the classes plugin checkpoints hold, for torch.load here)
+from scripts.data import toy_data
+from tests.conftest import preprocess
+from tests.helpers import PLUGIN, TRAIN_COMMON, build_model, fairseq, json_logs, run_main
+
+SHAPE = ["--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
+         "--encoder-attention-heads", "2"]
+PRETRAIN = [*TRAIN_COMMON, "--task", "masked_lm", "--criterion", "masked_lm", "--tokens-per-sample", "32",
+            "--batch-size", "8", "--max-update", "6", *SHAPE]
+# fairseq's RoBERTa fine-tuning flags (examples/roberta/README.glue.md), at this size
+FINETUNE = [*TRAIN_COMMON, "--criterion", "sentence_prediction", "--num-classes", "2", "--max-positions", "32",
+            "--init-token", "0", "--separator-token", "2", "--batch-size", "8", "--required-batch-size-multiple", "1",
+            "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--max-update", "3",
+            "--encoder-layerdrop", "0"]
+LAYERS = "encoder.sentence_encoder.layers."
+HEAD = "sentence_classification_head"
+DATA_READ = re.compile(r"loaded \d+ (examples|blocks) from")  # fairseq's log line for each split it reads
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """``mlm``: a masked-LM corpus (fairseq-preprocess --only-source); ``classes``: sentence classification
+    data on its dictionary (``input0``, ``label``: whether the first word's number is even)."""
+    root = tmp_path_factory.mktemp("roberta_data")
+    (root / "raw").mkdir()
+    for split, count, seed in (("train", 200, 1), ("valid", 40, 2)):
+        lines = toy_data.lm_sentences(count, seed)
+        (root / "raw" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+        labels = ["even" if int(line.split()[0][1:]) % 2 == 0 else "odd" for line in lines]
+        (root / "raw" / f"{split}.label").write_text("\n".join(labels) + "\n")
+    preprocess("--only-source", "--trainpref", root / "raw/train.txt", "--validpref", root / "raw/valid.txt",
+               "--destdir", root / "mlm", "--workers", "1")
+    preprocess("--only-source", "--trainpref", root / "raw/train.txt", "--validpref", root / "raw/valid.txt",
+               "--srcdict", root / "mlm/dict.txt", "--destdir", root / "classes/input0", "--workers", "1")
+    preprocess("--only-source", "--trainpref", root / "raw/train.label", "--validpref", root / "raw/valid.label",
+               "--destdir", root / "classes/label", "--workers", "1")
+    return root
+
+
+def pretrain(corpus, save_dir, *args):
+    proc = fairseq("fairseq-train", corpus / "mlm", *PRETRAIN, "--save-dir", save_dir, *args)
+    return save_dir / "checkpoint_last.pt", proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def fairseq_roberta(corpus, tmp_path_factory):
+    """fairseq's own ``--arch roberta``, trained without the plugin: (checkpoint, log)."""
+    return pretrain(corpus, tmp_path_factory.mktemp("fairseq_roberta"), "--arch", "roberta")
+
+
+@pytest.fixture(scope="module")
+def roberta_layerdrop(corpus, tmp_path_factory):
+    """``roberta_layerdrop_tiny`` at its default rate (the paper's 0.2), with a draws log: (checkpoint, log, draws)."""
+    save_dir = tmp_path_factory.mktemp("roberta_layerdrop")
+    checkpoint, log = pretrain(corpus, save_dir, "--user-dir", PLUGIN, "--arch", "roberta_layerdrop_tiny",
+                               "--layerdrop-draws-log", save_dir / "draws.jsonl")
+    return checkpoint, log, save_dir / "draws.jsonl.rank0"
+
+
+def finetune(corpus, save_dir, *args):
+    proc = fairseq("fairseq-train", corpus / "classes", *FINETUNE, "--save-dir", save_dir, "--user-dir", PLUGIN, *args)
+    return save_dir / "checkpoint_last.pt", proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def classifier(corpus, roberta_layerdrop, tmp_path_factory):
+    """``roberta_layerdrop_tiny`` fine-tuned at full depth (it has a classification head)."""
+    return finetune(corpus, tmp_path_factory.mktemp("classifier"), "--task", "sentence_prediction",
+                    "--arch", "roberta_layerdrop_tiny", *SHAPE, "--restore-file", roberta_layerdrop[0])[0]
+
+
+@pytest.fixture(scope="module")
+def fairseq_classifier(corpus, fairseq_roberta, tmp_path_factory):
+    """fairseq's own ``roberta`` fine-tuned with fairseq's ``sentence_prediction`` (the plugin only lets torch load
+    the argparse config of the checkpoint it restores)."""
+    return finetune(corpus, tmp_path_factory.mktemp("fairseq_classifier"), "--task", "sentence_prediction",
+                    "--arch", "roberta", *SHAPE, "--restore-file", fairseq_roberta[0])[0]
+
+
+def losses(log):
+    return [(r["num_updates"], r["loss"], r["gnorm"]) for r in json_logs(log, "train_inner")]
+
+
+def export(source, target, *options, check=True):
+    from fairseq_layerdrop.pruning import export as export_module
+
+    return run_main(export_module.main, source, target, *options, check=check)
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def expected_pruned(original, kept):
+    """The pruned state dict, built by hand: encoder layer ``kept[i]`` becomes layer ``i``, other keys as they were."""
+    expected = {}
+    for key, value in original.items():
+        if key.startswith(LAYERS):
+            old, rest = key[len(LAYERS):].split(".", 1)
+            if int(old) in kept:
+                expected[f"{LAYERS}{kept.index(int(old))}.{rest}"] = value
+        else:
+            expected[key] = value
+    return expected
+
+
+def assert_pruned_exactly(original, pruned, kept):
+    expected = expected_pruned(original, kept)
+    assert sorted(pruned) == sorted(expected)
+    for key, value in expected.items():
+        assert torch.equal(pruned[key], value), key
+    untouched = [k for k in original if not k.startswith(LAYERS)]
+    assert any(k.startswith("encoder.lm_head.") for k in untouched)
+    assert "encoder.sentence_encoder.embed_tokens.weight" in untouched
+    assert f"classification_heads.{HEAD}.out_proj.weight" in untouched
+
+
+# -- the architecture ------------------------------------------------------------------------------------------
+
+
+def test_roberta_layerdrop_at_rate_0_trains_exactly_as_fairseq_roberta(corpus, fairseq_roberta, tmp_path):
+    checkpoint, log = pretrain(corpus, tmp_path, "--user-dir", PLUGIN, "--arch", "roberta_layerdrop_tiny",
+                               "--encoder-layerdrop", "0")
+    ours, theirs = losses(log), losses(fairseq_roberta[1])
+    assert len(ours) == 6 and ours == theirs
+    assert all(r["enc_layers_ran"] == 4 for r in json_logs(log, "train_inner"))
+    ours, theirs = load(checkpoint)["model"], load(fairseq_roberta[0])["model"]
+    assert sorted(ours) == sorted(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)  # the same weights after 6 updates
+
+
+def test_roberta_layerdrop_skips_layers_at_its_default_rate(roberta_layerdrop):
+    checkpoint, log, draws = roberta_layerdrop
+    records = [json.loads(line) for line in open(draws)]
+    assert {r["stack"] for r in records} == {"encoder"} and len(records) == 6
+    ran = [sum(plan != "-" for plan in r["plans"]) for r in records]
+    assert min(ran) < 4  # layers were skipped
+    assert [r["enc_layers_ran"] for r in json_logs(log, "train_inner")] == ran
+    assert "encoder LayerDrop (layer): mean rate 0.2000" in log
+    assert load(checkpoint)["cfg"]["model"].encoder_layerdrop == 0.2
+
+
+def test_encoder_layers_are_the_seeded_drop_list(corpus):
+    from fairseq_layerdrop.modules.layer_drop import SeededLayerDropList
+
+    model, _ = build_model(corpus / "mlm", "--task", "masked_lm", "--arch", "roberta_layerdrop_tiny",
+                           "--encoder-layerdrop", "0.3", "--layerdrop-schedule", "linear", "--seed", "5")
+    layers = model.encoder.sentence_encoder.layers
+    assert isinstance(layers, SeededLayerDropList) and len(layers) == 4 and layers.seed == 5
+    assert layers.rates == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    model.train()
+    model._get_adaptive_head_loss()  # fairseq's AdaPruning regularizer reads every layer, and draws nothing
+    assert layers.micro_batch == 0 and model.encoder.sentence_encoder.layers is layers
+    with pytest.raises(ValueError, match="--encoder-layerdrop must be in"):
+        build_model(corpus / "mlm", "--task", "masked_lm", "--arch", "roberta_layerdrop_tiny",
+                    "--encoder-layerdrop", "1")
+
+
+# -- pruning: export ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("checkpoint", ["classifier", "fairseq_classifier"])
+@pytest.mark.parametrize("options, kept", [
+    (["--encoder-layers-to-keep", "3,1"], [3, 1]),
+    (["--prune-to", "2"], [0, 2]),
+    (["--prune-to", "2", "--prune-strategy", "alternate"], [0, 2]),
+    (["--prune-to", "2", "--prune-strategy", "top"], [0, 1]),
+    (["--prune-to", "3", "--prune-strategy", "bottom"], [1, 2, 3]),
+    (["--encoder-prune-to", "3", "--prune-strategy", "symmetric"], [0, 1, 3]),
+])
+def test_pruning_a_roberta_keeps_exactly_the_asked_layers_and_nothing_else_changes(checkpoint, options, kept, request,
+                                                                                   tmp_path):
+    source = request.getfixturevalue(checkpoint)
+    proc = export(source, tmp_path / "small.pt", *options)
+    assert f"encoder: kept layers {','.join(map(str, kept))}" in proc.stdout
+    original, pruned = load(source), load(tmp_path / "small.pt")
+    assert_pruned_exactly(original["model"], pruned["model"], kept)
+    config = pruned["cfg"]["model"]
+    config = config if isinstance(config, dict) else vars(config)
+    assert config["encoder_layers"] == len(kept) and not config.get("encoder_layers_to_keep")
+
+
+def test_search_and_contribution_strategies_prune_a_fairseq_roberta(corpus, fairseq_classifier, fairseq_roberta,
+                                                                    tmp_path):
+    from fairseq_layerdrop.cli import contributions, search
+
+    checkpoint = fairseq_roberta[0]  # scored on validation masked-LM loss
+    out = run_main(search.main, checkpoint, corpus / "mlm", "--stack", "encoder", "--keep", "2",
+                   "--out", tmp_path / "search").stdout
+    rows = list(csv.DictReader(open(tmp_path / "search" / "search.csv")))
+    assert len(rows) == 6  # C(4, 2): every pair scored
+    kept = [int(i) for i in min(rows, key=lambda r: float(r["perplexity"]))["kept"].split(",")]
+    assert f"best encoder layers at depth 2: {','.join(map(str, kept))}" in out
+    run_main(contributions.main, checkpoint, corpus / "mlm", "--stack", "encoder", "--out", tmp_path / "scores.json")
+    scores = json.loads((tmp_path / "scores.json").read_text())["stacks"]["encoder"]["scores"]
+    assert len(scores) == 4 and all(s > 0 for s in scores)
+    by_score = sorted(sorted(range(4), key=lambda i: -scores[i])[:3])
+    for strategy, expected in ((f"search:{tmp_path / 'search' / 'search.json'}", kept),
+                               (f"contribution:{tmp_path / 'scores.json'}", by_score)):
+        depth = len(expected)
+        export(fairseq_classifier, tmp_path / "small.pt", "--prune-to", depth, "--prune-strategy", strategy,
+               "--overwrite")
+        assert_pruned_exactly(load(fairseq_classifier)["model"], load(tmp_path / "small.pt")["model"], expected)
+
+
+def test_search_scores_the_masked_lm_loss_fairseq_validate_reports(corpus, fairseq_roberta, tmp_path):
+    from fairseq_layerdrop.pruning.validation import load_checkpoint, perplexity, validation_batches
+
+    model, task = load_checkpoint(str(fairseq_roberta[0]), str(corpus / "mlm"))
+    full = perplexity(model, validation_batches(model, task))
+    proc = fairseq("fairseq-validate", corpus / "mlm", "--task", "masked_lm", "--path", fairseq_roberta[0], "--cpu",
+                   "--user-dir", PLUGIN, "--max-tokens", "4096", "--required-batch-size-multiple", "1")
+    assert float(re.search(r"\| ppl ([0-9.]+)", proc.stdout + proc.stderr).group(1)) == pytest.approx(full, abs=0.006)
+
+
+# -- pruning: on load, and the export in plain fairseq -------------------------------------------------------------
+
+
+def validate(corpus, checkpoint, *args):
+    proc = fairseq("fairseq-validate", corpus / "mlm", "--task", "masked_lm", "--path", checkpoint, "--cpu",
+                   "--max-tokens", "4096", "--required-batch-size-multiple", "1", *args)
+    log = proc.stdout + proc.stderr
+    return float(re.search(r"valid on 'valid' subset \| loss ([0-9.]+)", log).group(1)), log
+
+
+def test_fairseq_roberta_export_loads_in_plain_fairseq_and_scores_as_pruning_on_load(corpus, fairseq_roberta, tmp_path):
+    export(fairseq_roberta[0], tmp_path / "small.pt", "--encoder-layers-to-keep", "0,3")
+    on_load, log = validate(corpus, fairseq_roberta[0], "--user-dir", PLUGIN, "--task", "masked_lm_layerdrop",
+                            "--encoder-layers-to-keep", "0,3")
+    assert "pruning the encoder: keeping layers [0, 3] of 4" in log
+    plain, log = validate(corpus, tmp_path / "small.pt")  # no --user-dir: plain fairseq
+    assert plain == on_load and "fairseq_layerdrop" not in log
+    full, _ = validate(corpus, fairseq_roberta[0], "--user-dir", PLUGIN)
+    assert full != on_load
+
+
+def test_roberta_layerdrop_pruned_on_load_scores_as_its_export(corpus, roberta_layerdrop, tmp_path):
+    export(roberta_layerdrop[0], tmp_path / "small.pt", "--prune-to", "2", "--prune-strategy", "bottom")
+    on_load, log = validate(corpus, roberta_layerdrop[0], "--user-dir", PLUGIN, "--task", "masked_lm_layerdrop",
+                            "--prune-to", "2", "--prune-strategy", "bottom")
+    assert "pruning the encoder: keeping layers [2, 3] of 4" in log
+    assert validate(corpus, tmp_path / "small.pt", "--user-dir", PLUGIN)[0] == on_load
+
+
+def test_bad_pruning_requests_are_refused_naming_the_flag_before_data_is_read(corpus, fairseq_roberta, tmp_path):
+    for options, message in (
+        (["--prune-to", "5"], "--prune-to: cannot prune the encoder to 5 layers: it has 4, so choose 1 to 4"),
+        (["--decoder-layers-to-keep", "0"], "--decoder-layers-to-keep: this model has no decoder"),
+        (["--encoder-layers-to-keep", "0,4"], "kept layer(s) [4] out of range for the encoder (it has 4 layers"),
+    ):
+        proc = export(fairseq_roberta[0], tmp_path / "out.pt", *options, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+        assert os.listdir(tmp_path) == []
+    proc = fairseq("fairseq-validate", corpus / "mlm", "--task", "masked_lm", "--path", fairseq_roberta[0], "--cpu",
+                   "--max-tokens", "4096", "--user-dir", PLUGIN, "--task", "masked_lm_layerdrop", "--prune-to", "5",
+                   check=False)
+    assert proc.returncode != 0
+    assert "--prune-to: cannot prune the encoder to 5 layers: it has 4" in proc.stderr.strip().splitlines()[-1]
+    assert not DATA_READ.search(proc.stdout + proc.stderr)
+    proc = fairseq("fairseq-train", corpus / "classes", *FINETUNE, "--save-dir", tmp_path / "ft", "--user-dir", PLUGIN,
+                   "--task", "sentence_prediction_layerdrop", "--arch", "roberta", *SHAPE,
+                   "--restore-file", fairseq_roberta[0], "--decoder-layers-to-keep", "0", check=False)
+    assert proc.returncode != 0
+    assert "--decoder-layers-to-keep: this model has no decoder" in proc.stderr.strip().splitlines()[-1]
+    assert not DATA_READ.search(proc.stdout + proc.stderr)
+
+
+# -- fine-tuning a pruned model, the hub ---------------------------------------------------------------------------
+
+
+def test_finetuning_an_export_equals_finetuning_a_checkpoint_pruned_as_it_loads(corpus, roberta_layerdrop, tmp_path):
+    export(roberta_layerdrop[0], tmp_path / "small.pt", "--prune-to", "2", "--prune-strategy", "top")
+    _, from_export = finetune(corpus, tmp_path / "a", "--task", "sentence_prediction", "--arch",
+                              "roberta_layerdrop_tiny", *SHAPE, "--encoder-layers", "2",
+                              "--restore-file", tmp_path / "small.pt")
+    checkpoint, on_load = finetune(corpus, tmp_path / "b", "--task", "sentence_prediction_layerdrop", "--arch",
+                                   "roberta_layerdrop_tiny", *SHAPE, "--restore-file", roberta_layerdrop[0],
+                                   "--prune-to", "2", "--prune-strategy", "top")
+    assert "pruning the encoder: keeping layers [0, 1] of 4" in on_load
+    assert losses(on_load) == losses(from_export) and len(losses(on_load)) == 3
+    saved = load(checkpoint)
+    config = saved["cfg"]["model"]
+    assert config.encoder_layers == 2 and config.prune_to is None  # it will not prune again
+    assert f"classification_heads.{HEAD}.out_proj.weight" in saved["model"]
+
+
+def hub(checkpoint, corpus, **kwargs):
+    from fairseq.models.roberta import RobertaModel
+
+    return RobertaModel.from_pretrained(str(checkpoint.parent), checkpoint_file=checkpoint.name,
+                                        data_name_or_path=str(corpus / "classes"), bpe=None, user_dir=PLUGIN,
+                                        **kwargs).eval()  # no dropout (fairseq's README does the same)
+
+
+def sentences(hub_model, corpus):
+    lines = (corpus / "raw" / "valid.txt").read_text().splitlines()[:6]
+    encode = hub_model.task.source_dictionary.encode_line
+    return [torch.cat([torch.tensor([0]), encode(line, append_eos=True, add_if_not_exist=False).long()])
+            for line in lines]
+
+
+def test_hub_loads_scores_and_classifies_pruned_on_load(corpus, classifier, fairseq_classifier, tmp_path):
+    pruned = hub(classifier, corpus, prune_to=2)
+    assert len(pruned.model.encoder.sentence_encoder.layers) == 2
+    export(classifier, tmp_path / "small.pt", "--prune-to", "2")
+    exported = hub(tmp_path / "small.pt", corpus)
+    full = hub(classifier, corpus)
+    for tokens in sentences(pruned, corpus):
+        classes = pruned.predict(HEAD, tokens)
+        assert classes.shape == (1, 2) and torch.equal(classes, exported.predict(HEAD, tokens))
+        with torch.no_grad():
+            scores = pruned.model(tokens.unsqueeze(0))[0]  # the masked-LM head's logits
+            assert torch.equal(scores, exported.model(tokens.unsqueeze(0))[0])
+            assert not torch.equal(scores, full.model(tokens.unsqueeze(0))[0])
+    # fairseq's own roberta: the plugin's task, named, prunes it
+    theirs = hub(fairseq_classifier, corpus, task="sentence_prediction_layerdrop", prune_to=2)
+    assert type(theirs.model).__name__ == "RobertaModel" and len(theirs.model.encoder.sentence_encoder.layers) == 2
+    assert theirs.predict(HEAD, sentences(theirs, corpus)[0]).shape == (1, 2)
+
+
+def test_a_classification_head_the_checkpoint_lacks_is_refused(corpus, classifier):
+    with pytest.raises(ValueError, match=r"--classification-head-name other: the checkpoint has no classification "
+                                         rf"head 'other' \(it has {HEAD}\)"):
+        hub(classifier, corpus, task="sentence_prediction_layerdrop", classification_head_name="other")
+
+
+def test_fairseq_roberta_classifier_export_loads_in_plain_fairseq_hub(corpus, fairseq_classifier, tmp_path):
+    export(fairseq_classifier, tmp_path / "small.pt", "--prune-to", "2", "--prune-strategy", "symmetric")
+    expected = hub(fairseq_classifier, corpus, task="sentence_prediction_layerdrop", prune_to=2,
+                   prune_strategy="symmetric")
+    tokens = sentences(expected, corpus)[0]
+    script = (f"import sys, torch; from fairseq.models.roberta import RobertaModel; "
+              f"h = RobertaModel.from_pretrained({str(tmp_path)!r}, checkpoint_file='small.pt', "
+              f"data_name_or_path={str(corpus / 'classes')!r}, bpe=None).eval(); "
+              f"assert 'fairseq_layerdrop' not in sys.modules; "
+              f"print(h.predict({HEAD!r}, torch.tensor({tokens.tolist()})).tolist())")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert eval(proc.stdout.strip().splitlines()[-1]) == expected.predict(HEAD, tokens).tolist()
