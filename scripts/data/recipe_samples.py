@@ -12,6 +12,12 @@ wikitext103 ``wikitext-103/wiki.{train,valid,test}.tokens``: tokenized words, ``
             ``@-@`` / ``@,@`` / ``@.@`` inside words and numbers, ``<unk>`` for rare words.
 cnn_dm      CNN/DailyMail as its archives unpack: ``{cnn,dailymail}/stories/<sha1 of URL>.story`` (paragraphs,
             then ``@highlight`` blocks) and See et al.'s split lists ``url_lists/all_{train,val,test}.txt``.
+glue        the eight GLUE tasks as the GLUE download script unpacks them (``TASK/{train,dev,test}.tsv``, MNLI's
+            ``dev_matched`` ... ``test_mismatched``; each task's columns and headers, CoLA's header-less train
+            and dev, a malformed QQP line), and a GPT-2 byte-level BPE learned on them: ``gpt2_bpe/encoder.json``,
+            ``vocab.bpe`` and fairseq's ``dict.txt`` (the files fairseq's RoBERTa uses, in miniature).
+wordnet     ``data.noun`` and ``data.verb`` of WordNet 3.0 (wndb(5WN): the license header, then ``offset lex_filenum
+            ss_type w_cnt word lex_id ... p_cnt ... | gloss``) with generated definitions of six supersenses.
 
     python -m scripts.data.recipe_samples wmt16 OUT_DIR [--scale 1.0]
 """
@@ -131,7 +137,175 @@ def write_cnn_dm(out, scale=1.0):
     return out
 
 
-WRITERS = {"wmt16": write_wmt16, "wikitext103": write_wikitext103, "cnn_dm": write_cnn_dm}
+def _byte_words(texts):
+    """The pre-tokens of GPT-2's BPE (its regular expression), each as its byte-level unicode string, counted."""
+    import regex
+
+    from fairseq.data.encoders.gpt2_bpe_utils import bytes_to_unicode
+
+    byte_encoder = bytes_to_unicode()
+    pattern = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+    counts = {}
+    for text in texts:
+        for token in pattern.findall(text.strip()):
+            word = "".join(byte_encoder[b] for b in token.encode("utf-8"))
+            counts[word] = counts.get(word, 0) + 1
+    return counts, byte_encoder
+
+
+def write_gpt2_bpe(out, texts, merges=150):
+    """A GPT-2 byte-level BPE learned on ``texts``: ``encoder.json`` (the 256 byte symbols, then one per merge),
+    ``vocab.bpe`` (``#version`` line, the merges) and fairseq's ``dict.txt`` (every id with its count in the
+    texts, most frequent first), as fairseq's ``gpt2_bpe`` files; returns ``out``."""
+    import json
+
+    counts, byte_encoder = _byte_words(texts)
+    words = {tuple(word): n for word, n in counts.items()}
+    vocab = [byte_encoder[b] for b in sorted(byte_encoder)]
+    learned = []
+    for _ in range(merges):
+        pairs = {}
+        for word, n in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] = pairs.get(pair, 0) + n
+        if not pairs:
+            break
+        best = max(sorted(pairs), key=lambda pair: pairs[pair])
+        learned.append(best)
+        vocab.append(best[0] + best[1])
+        merged = {}
+        for word, n in words.items():
+            out_word, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out_word.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out_word.append(word[i])
+                    i += 1
+            merged[tuple(out_word)] = merged.get(tuple(out_word), 0) + n
+        words = merged
+    os.makedirs(out, exist_ok=True)
+    encoder = {symbol: i for i, symbol in enumerate(vocab)}
+    with open(os.path.join(out, "encoder.json"), "w", encoding="utf-8") as f:
+        json.dump(encoder, f, ensure_ascii=False)
+    with open(os.path.join(out, "vocab.bpe"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in learned))
+    frequency = {i: 0 for i in range(len(vocab))}
+    for word, n in words.items():
+        for symbol in word:
+            frequency[encoder[symbol]] += n
+    with open(os.path.join(out, "dict.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(f"{i} {n}\n" for i, n in sorted(frequency.items(), key=lambda item: (-item[1], item[0]))))
+    return out
+
+
+def _tsv(path, header, rows):
+    _write(path, ([header] if header else []) + ["\t".join(map(str, row)) for row in rows])
+
+
+def write_glue(out, scale=1.0):
+    """The GLUE tasks in the layout and columns of the GLUE download script (see the module docstring), with a
+    learnable signal in each (a word that decides the label), and a GPT-2 BPE learned on all of their text."""
+    rng = random.Random(25)
+    sizes = {"train": int(48 * scale), "dev": int(16 * scale), "test": int(8 * scale)}
+    texts = []
+
+    def sentence():
+        text = _sentence(rng, 4, 9)[0]
+        texts.append(text)
+        return text
+
+    def cue(text, positive):  # the word that decides the label, so that a tiny model can learn something
+        text = text[:-1] + (" indeed" if positive else " never") + text[-1]
+        texts.append(text)
+        return text
+
+    for split, n in sizes.items():
+        test = split == "test"
+        rows = [(rng.random() < 0.5, sentence(), sentence()) for _ in range(n)]
+        # CoLA: no header in train and dev: source, label, original mark, sentence
+        _tsv(os.path.join(out, "CoLA", f"{split}.tsv"), "index\tsentence" if test else None,
+             [(i, cue(a, y)) for i, (y, a, _) in enumerate(rows)] if test else
+             [("gj04", int(y), "" if y else "*", cue(a, y)) for y, a, _ in rows])
+        _tsv(os.path.join(out, "SST-2", f"{split}.tsv"), "index\tsentence" if test else "sentence\tlabel",
+             [(i, a) for i, (_, a, _) in enumerate(rows)] if test else [(cue(a, y), int(y)) for y, a, _ in rows])
+        _tsv(os.path.join(out, "MRPC", f"{split}.tsv"),
+             ("index" if test else "Quality") + "\t#1 ID\t#2 ID\t#1 String\t#2 String",
+             [(i if test else int(y), 1000 + i, 2000 + i, a, a if y else b) for i, (y, a, b) in enumerate(rows)])
+        qqp = [(i, a, b) if test else (i, 10 + i, 20 + i, a, a if y else b, int(y)) for i, (y, a, b) in enumerate(rows)]
+        if split == "train":
+            qqp.insert(3, (999, 1, 2, "a question cut short"))  # a malformed line, which fairseq's script drops
+        _tsv(os.path.join(out, "QQP", f"{split}.tsv"),
+             "id\tquestion1\tquestion2" if test else "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", qqp)
+        _tsv(os.path.join(out, "STS-B", f"{split}.tsv"),
+             "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2" + ("" if test else "\tscore"),
+             [(i, "main-news", "2012", "2012test", f"{i:04d}", "none", "none", a, a if y else b)
+              + (() if test else (f"{(4.0 + rng.random()) if y else rng.random() * 2:.3f}",)) for i, (y, a, b) in enumerate(rows)])
+        for name in ("QNLI", "RTE"):
+            first = "question" if name == "QNLI" else "sentence1"
+            second = "sentence" if name == "QNLI" else "sentence2"
+            _tsv(os.path.join(out, name, f"{split}.tsv"), f"index\t{first}\t{second}" + ("" if test else "\tlabel"),
+                 [(i, a, a + " " + b if y else b) + (() if test else ("entailment" if y else "not_entailment",))
+                  for i, (y, a, b) in enumerate(rows)])
+    parses = ("( a )", "( b )", "(ROOT a)", "(ROOT b)")
+    for glue_name, n in (("train", sizes["train"]), ("dev_matched", sizes["dev"]), ("dev_mismatched", sizes["dev"]),
+                         ("test_matched", sizes["test"]), ("test_mismatched", sizes["test"])):
+        head = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2"
+        rows = []
+        for i in range(n):
+            label = rng.choice(["entailment", "neutral", "contradiction"])
+            a, b = sentence(), sentence()
+            b = {"entailment": a, "neutral": b, "contradiction": cue(a, False)}[label]
+            row = (i, 100 + i, f"{100 + i}n", "fiction") + parses + (a, b)
+            if glue_name == "train":
+                row += (label, label)
+            elif glue_name.startswith("dev"):
+                row += (label,) * 5 + (label,)
+            rows.append(row)
+        if glue_name == "train":
+            head += "\tlabel1\tgold_label"
+        elif glue_name.startswith("dev"):
+            head += "\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label"
+        _tsv(os.path.join(out, "MNLI", f"{glue_name}.tsv"), head, rows)
+    write_gpt2_bpe(os.path.join(out, "gpt2_bpe"), texts)
+    return out
+
+
+SUPERSENSES = {  # lex_filenum: (pos letter, words that mark the supersense in the generated definitions)
+    5: ("n", ["animal", "creature", "bird", "fish", "mammal"]), 6: ("n", ["tool", "device", "machine", "building"]),
+    18: ("n", ["person", "worker", "someone", "woman", "man"]), 20: ("n", ["plant", "tree", "shrub", "flower"]),
+    35: ("v", ["touch", "hit", "press", "cut"]), 38: ("v", ["move", "walk", "travel", "fly"]),
+}
+
+
+def write_wordnet(out, scale=1.0):
+    """``data.noun`` and ``data.verb`` in WordNet 3.0's format: per supersense, synsets of one or two lemmas
+    whose definitions name it by one of its words."""
+    rng = random.Random(30)
+    fillers = ["small", "large", "common", "wild", "of europe", "used for work", "with a long tail", "of the sea",
+               "quickly", "with force", "in a group", "at night"]
+    lines = {"n": [], "v": []}
+    per_sense = int(60 * scale)
+    for lexnum, (pos, words) in SUPERSENSES.items():
+        for i in range(per_sense):
+            lemmas = [f"{pos}{lexnum}_{i}"] + ([f"alt{lexnum}x{i}"] if i % 3 == 0 else [])
+            head = rng.choice(words)
+            definition = (f"a {rng.choice(fillers)} {head} {rng.choice(fillers)}" if pos == "n"
+                          else f"{head} something {rng.choice(fillers)} {rng.choice(fillers)}")
+            pairs = " ".join(f"{w} {k}" for k, w in enumerate(lemmas))
+            offset = 1740 + 100 * len(lines[pos])
+            lines[pos].append(f"{offset:08d} {lexnum:02d} {pos} {len(lemmas):02x} {pairs} 000 | {definition}; "
+                              f'"an example with {lemmas[0]}"  ')
+    header = ["  1 This software and database is being provided to you, the LICENSEE, by  ",
+              "  2 Princeton University under the following license. "]
+    _write(os.path.join(out, "data.noun"), header + lines["n"])
+    _write(os.path.join(out, "data.verb"), header + lines["v"])
+    return out
+
+
+WRITERS = {"wmt16": write_wmt16, "wikitext103": write_wikitext103, "cnn_dm": write_cnn_dm, "glue": write_glue,
+           "wordnet": write_wordnet}
 
 
 def main(argv=None):
