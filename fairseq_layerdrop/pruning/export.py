@@ -5,10 +5,17 @@ writes that sub-network as a checkpoint of its own. The pruning options are the 
 (``--encoder-layers-to-keep``, ``--layers-to-keep``, ``--prune-to R --prune-strategy S``, ...).
 
     fairseq-layerdrop-prune IN.pt OUT.pt --decoder-prune-to 8 --prune-strategy every-other
+    fairseq-layerdrop-prune IN.pt OUT.pt --prune-to 6 --as-fairseq        # fairseq's own architecture
+    fairseq-layerdrop-prune IN.pt OUT.pt --prune-to 6 --for-ctranslate2   # ... for ct2-fairseq-converter
 
 A checkpoint of fairseq's own architectures stays loadable by plain fairseq without
 ``--user-dir`` (its argparse config is written as a plain dict, which torch's safe loader
-accepts); a plugin checkpoint keeps needing ``--user-dir`` and says so when loaded without it.
+accepts); a plugin checkpoint keeps its architecture and keeps needing ``--user-dir`` (and says so
+when loaded without it), unless ``--as-fairseq`` writes it as fairseq's own ``transformer`` /
+``transformer_lm``, which plain fairseq loads, and ``--for-ctranslate2`` in the form CTranslate2's
+converter reads (``pruning/plain_fairseq.py``; these two also convert without pruning). They are
+flags, not the default, because they drop what only the plugin reads: the LayerDrop training
+settings and learned layer gates.
 Neither the optimizer state nor the EMA weights of the full model are carried over: continue
 training an export with ``--finetune-from-model OUT.pt`` and its new depth (``--decoder-layers R``;
 a model of another depth is refused naming that flag). The input is never overwritten, the output
@@ -40,13 +47,17 @@ def model_config(state):
     raise PruningError("the checkpoint has neither cfg.model nor args: is it a fairseq checkpoint?")
 
 
-def prune_checkpoint(state, options):
-    """Prune a raw checkpoint dict in place; return ``{stack: kept list}``."""
+def prune_checkpoint(state, options, allow_nothing=False):
+    """Prune a raw checkpoint dict in place; return ``{stack: kept list}`` (empty when nothing is asked and
+    ``allow_nothing``: a conversion alone)."""
     cfg = model_config(state)
     stacks = [s for s in STACKS if stack_depth(cfg, s) is not None]
     requests = pruning_requests(options, cfg, stacks)
     if not requests:
-        raise PruningError("nothing to prune: give --layers-to-keep, --*-layers-to-keep or --*prune-to")
+        if allow_nothing:
+            return {}
+        raise PruningError("nothing to prune: give --layers-to-keep, --*-layers-to-keep or --*prune-to "
+                           "(or --as-fairseq / --for-ctranslate2 to convert without pruning)")
     kept = {s: r.kept(stack_depth(cfg, s), state_dict=state["model"], cfg=cfg) for s, r in requests.items()}
     state["model"], new_cfg = prune_state_dict(state["model"], cfg, kept)
     if type(new_cfg) is argparse.Namespace:  # fairseq's own legacy architectures: keep it loadable without us
@@ -130,6 +141,14 @@ def build_parser():
     parser.add_argument("input", help="checkpoint to prune (never modified)")
     parser.add_argument("output", help="where to write the pruned checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--as-fairseq", action="store_true",
+                        help="write fairseq's own architecture (transformer, transformer_lm), task and criterion, "
+                             "which plain fairseq loads without --user-dir; drops the plugin's training settings and "
+                             "learned gates (pruning optional)")
+    parser.add_argument("--for-ctranslate2", action="store_true",
+                        help="as --as-fairseq, with the model config in the form ct2-fairseq-converter reads (an "
+                             "argparse.Namespace: convert with --unsafe_deserialization); refuses what CTranslate2 "
+                             "cannot compute")
     gen_parser_from_dataclass(parser, PruningOptions())
     return parser
 
@@ -207,8 +226,14 @@ def main(argv=None):
     check_paths(args.input, args.output, args.overwrite)
     state = load_checkpoint_file(args.input)
     before = count_parameters(state["model"])
+    plain = args.as_fairseq or args.for_ctranslate2
+    notes = []
     try:
-        kept = prune_checkpoint(state, args)
+        kept = prune_checkpoint(state, args, allow_nothing=plain)
+        if plain:
+            from .plain_fairseq import as_plain_fairseq
+
+            notes = as_plain_fairseq(state, for_ctranslate2=args.for_ctranslate2)
     except PruningError as error:
         refuse(error)
     after = count_parameters(state["model"])
@@ -220,6 +245,13 @@ def main(argv=None):
         refuse(f"could not write {args.output} ({error.strerror or error}); nothing was written")
     for stack, layers in kept.items():
         print(f"{stack}: kept layers {','.join(map(str, layers))}")
+    for note in notes:
+        print(f"as fairseq: {note}")
+    if plain:
+        model = state["cfg"]["model"]
+        name = model["_name"] if isinstance(model, dict) else model._name
+        print(f"wrote fairseq's {name}: " + ("convert it with ct2-fairseq-converter --unsafe_deserialization"
+                                             if args.for_ctranslate2 else "plain fairseq loads it without --user-dir"))
     size_in, size_out = os.path.getsize(args.input), os.path.getsize(args.output)
     print(f"parameters: {before:,} -> {after:,} ({after / before:.1%})")
     print(f"file size:  {size_in / 1e6:.2f} MB -> {size_out / 1e6:.2f} MB; wrote {args.output}")
