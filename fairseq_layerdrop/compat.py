@@ -377,7 +377,8 @@ def model_built_for_training(task):
     is read.
     """
     model_ref, task_ref = _TRAINING_MODEL
-    if model_ref is None or task_ref() is not task:
+    # A task that has been freed reads as None: never match it with a caller that has no task.
+    if task is None or model_ref is None or task_ref() is not task:
         return None
     return model_ref()
 
