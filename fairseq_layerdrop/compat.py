@@ -124,6 +124,16 @@ And for RoBERTa (``models/roberta_layerdrop.py``, ``pruning/state_dict.py``):
     paper's 0.2. Pruning finds the layers under the keys ``encoder.sentence_encoder.layers.N.`` and, in older
     RoBERTa checkpoints, ``decoder.sentence_encoder.layers.N.``, the names that fairseq's
     ``RobertaModel.upgrade_state_dict_named`` renames (after the plugin has pruned: ``STACK_PATHS``).
+
+And for exports as fairseq's own architecture (``pruning/plain_fairseq.py``, ``--as-fairseq``):
+
+18. ``check_fairseq_loads`` builds fairseq's model from the export's config through ``models.build_model`` with a
+    stand-in task that has only dictionaries of the right sizes (what fairseq's ``transformer``,
+    ``transformer_lm`` and ``roberta`` builders read), on the meta device (roberta on the CPU: its
+    ``init_bert_params`` copies through the CPU), and loads the weights with fairseq's strict
+    ``load_state_dict``; it reads the missing and unexpected keys from torch's error text.
+    ``plugin_only_options`` lists the options of fairseq's argparse-configured models with ``add_args`` on a
+    scratch parser and reads them back from argparse's private ``_actions``.
 """
 
 import argparse

@@ -12,7 +12,7 @@ A checkpoint of fairseq's own architectures stays loadable by plain fairseq with
 ``--user-dir`` (its argparse config is written as a plain dict, which torch's safe loader
 accepts); a plugin checkpoint keeps its architecture and keeps needing ``--user-dir`` (and says so
 when loaded without it), unless ``--as-fairseq`` writes it as fairseq's own ``transformer`` /
-``transformer_lm``, which plain fairseq loads, and ``--for-ctranslate2`` in the form CTranslate2's
+``transformer_lm`` / ``roberta``, which plain fairseq loads, and ``--for-ctranslate2`` in the form CTranslate2's
 converter reads (``pruning/plain_fairseq.py``; these two also convert without pruning). They are
 flags, not the default, because they drop what only the plugin reads: the LayerDrop training
 settings and learned layer gates.
@@ -142,13 +142,13 @@ def build_parser():
     parser.add_argument("output", help="where to write the pruned checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--as-fairseq", action="store_true",
-                        help="write fairseq's own architecture (transformer, transformer_lm), task and criterion, "
-                             "which plain fairseq loads without --user-dir; drops the plugin's training settings and "
-                             "learned gates (pruning optional)")
+                        help="write fairseq's own architecture (transformer, transformer_lm, roberta), task and "
+                             "criterion, which plain fairseq loads without --user-dir; drops the plugin's training "
+                             "settings and learned gates (pruning optional)")
     parser.add_argument("--for-ctranslate2", action="store_true",
                         help="as --as-fairseq, with the model config in the form ct2-fairseq-converter reads (an "
-                             "argparse.Namespace: convert with --unsafe_deserialization); refuses what CTranslate2 "
-                             "cannot compute")
+                             "argparse.Namespace: convert with --unsafe_deserialization); transformer and "
+                             "transformer_lm only; refuses what CTranslate2 cannot compute")
     gen_parser_from_dataclass(parser, PruningOptions())
     return parser
 

@@ -2,13 +2,15 @@
 
 At inference a LayerDrop model computes exactly what fairseq's own architecture computes (every kept
 layer runs, unscaled), so ``fairseq-layerdrop prune --as-fairseq`` writes a ``transformer_layerdrop``
-checkpoint as fairseq's ``transformer`` and a ``transformer_lm_layerdrop`` one as ``transformer_lm``,
+checkpoint as fairseq's ``transformer``, a ``transformer_lm_layerdrop`` one as ``transformer_lm`` and a
+``roberta_layerdrop`` one as ``roberta`` (classification heads kept: they are fairseq's),
 in the layout fairseq-train writes (``args`` None, ``cfg`` with the sections ``model``, ``task``,
 ``criterion``, ...). What only the plugin knows is mapped to fairseq's names or dropped:
 
 - the architecture: ``transformer_layerdrop*`` -> ``transformer``, ``transformer_lm_layerdrop*`` ->
-  ``transformer_lm`` (the values its architecture function set are in the config already, so
-  pre-norm or post-norm, ``--decoder-post-norm`` included, is stated by ``decoder_normalize_before``);
+  ``transformer_lm``, ``roberta_layerdrop*`` -> ``roberta`` (the values its architecture function set are
+  in the config already, so pre-norm or post-norm, ``--decoder-post-norm`` included, is stated by
+  ``decoder_normalize_before``);
 - the task and criterion: each plugin task or criterion becomes the fairseq one it extends
   (``translation_layerdrop`` -> ``translation``, ``gated_cross_entropy`` -> ``cross_entropy``,
   ``early_exit_label_smoothed_cross_entropy`` -> ``label_smoothed_cross_entropy``, ...), with only
@@ -58,7 +60,8 @@ import torch
 
 from .state_dict import PruningError
 
-PLAIN_MODELS = ("transformer", "transformer_lm")  # fairseq's models that --as-fairseq writes
+PLAIN_MODELS = ("transformer", "transformer_lm", "roberta")  # fairseq's models that --as-fairseq writes
+CTRANSLATE2_MODELS = ("transformer", "transformer_lm")  # of those, what ct2-fairseq-converter converts
 CTRANSLATE2_ACTIVATIONS = ("gelu", "gelu_accurate", "gelu_fast", "relu", "swish")  # its fairseq converter's
 GATE_SUFFIX = ".layerdrop_gate"  # modules/layer_gates.py GATE_PARAMETER
 PLUGIN_PACKAGE = __name__.split(".")[0]
@@ -210,14 +213,15 @@ def _plain_model(values: dict, task_name, criterion_name, notes: List[str]):
         raise PruningError(f"the checkpoint's architecture {arch!r} is not registered in fairseq or the plugin")
     target = fairseq_name(model, MODEL_REGISTRY, "model")
     if target not in PLAIN_MODELS:
-        raise PruningError(f"--as-fairseq writes fairseq's {' and '.join(PLAIN_MODELS)}; this checkpoint's model is "
-                           f"{model} (fairseq's {target}), which it does not know")
+        known = f"{', '.join(PLAIN_MODELS[:-1])} and {PLAIN_MODELS[-1]}"
+        raise PruningError(f"--as-fairseq writes fairseq's {known}; this checkpoint's model is {model} (fairseq's "
+                           f"{target}), which it does not know")
     plain = dict(values)
     if model != target:
         plugin_only = plugin_only_options()
         if target in MODEL_DATACLASS_REGISTRY:  # transformer_lm: exactly fairseq's fields
             keep = set(MODEL_DATACLASS_REGISTRY[target].__dataclass_fields__)
-        else:  # transformer (argparse): the flat training arguments, less the plugin's
+        else:  # transformer, roberta (argparse): the flat training arguments, less the plugin's
             keep = {k for k in values if k not in plugin_only}
         # --decoder-post-norm is stated by decoder_normalize_before, which its architecture function set
         dropped = [k for k in _changed({k: v for k, v in values.items() if k not in keep}, plugin_only)
@@ -307,18 +311,24 @@ def _keys_after(text, marker):
 
 
 def check_fairseq_loads(state, target):
-    """Build fairseq's own model from ``state['cfg']`` as its loader does (on the meta device: no memory, no time)
-    and load the weights strictly; a ``PruningError`` naming what fairseq's architecture cannot hold."""
+    """Build fairseq's own model from ``state['cfg']`` as its loader does (on the meta device: no memory, no time;
+    roberta on the CPU) and load the weights strictly; a ``PruningError`` naming what fairseq's architecture cannot
+    hold."""
     from fairseq import models
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create(copy.deepcopy(state["cfg"]), flags={"allow_objects": True})
     weights = state["model"]
-    decoder = _vocabulary_size(weights, "decoder")
+    if target == "roberta":  # one stack: fairseq's RobertaEncoder (older checkpoints: "decoder")
+        decoder = (_vocabulary_size(weights, "encoder.sentence_encoder")
+                   or _vocabulary_size(weights, "decoder.sentence_encoder"))
+    else:
+        decoder = _vocabulary_size(weights, "decoder")
     encoder = _vocabulary_size(weights, "encoder") if target == "transformer" else decoder
     if decoder is None or encoder is None:
         raise PruningError("--as-fairseq: cannot tell the vocabulary size: the state dict has no embed_tokens")
-    with torch.device("meta"):
+    # roberta's initialisation (init_bert_params) copies through the CPU, which a meta tensor cannot: build it there
+    with torch.device("cpu" if target == "roberta" else "meta"):
         model = models.build_model(cfg.model, _Dictionaries(encoder, decoder), from_checkpoint=True)
     try:
         with warnings.catch_warnings():  # "copying ... to a meta parameter ... is a no-op": the point here
@@ -342,6 +352,10 @@ def check_fairseq_loads(state, target):
 
 def check_ctranslate2(model, target):
     """Refuse, naming the options, what CTranslate2's fairseq converter would refuse or compute differently."""
+    if target not in CTRANSLATE2_MODELS:
+        raise PruningError(f"--for-ctranslate2: ct2-fairseq-converter converts fairseq's "
+                           f"{' and '.join(CTRANSLATE2_MODELS)}, not {target}; --as-fairseq writes it for plain "
+                           f"fairseq")
     blocks = []
     activation = model.get("activation_fn", "relu")
     if activation not in CTRANSLATE2_ACTIVATIONS:

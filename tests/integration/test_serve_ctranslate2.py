@@ -252,7 +252,7 @@ def drop_keys(prefix):
     (lambda s: s["cfg"]["model"].update(decoder_normalize_before=False), False,
      r"cannot run these weights: parameters it has no place for: decoder\.layer_norm\.weight"),
     (lambda s: s["cfg"]["model"].update(_name="lstm_lm"), False,
-     r"writes fairseq's transformer and transformer_lm; this checkpoint's model is lstm_lm"),
+     r"writes fairseq's transformer, transformer_lm and roberta; this checkpoint's model is lstm_lm"),
     (lambda s: s["cfg"]["model"].update(activation_fn="tanh"), True,
      r"^--for-ctranslate2: CTranslate2's Transformer cannot compute this transformer_lm: --activation-fn tanh"),
     (lambda s: s["cfg"]["model"].update(decoder_output_dim=32), True,
