@@ -8,9 +8,10 @@ import sys
 
 import torch
 
-from tests.helpers import PLUGIN
+from tests.helpers import PLUGIN, fairseq
 from tests.integration.test_roberta import (  # noqa: F401  (the fixtures)
-    HEAD, LAYERS, classifier, corpus, expected_pruned, export, hub, load, roberta_layerdrop, sentences, validate)
+    FINETUNE, HEAD, LAYERS, SHAPE, classifier, corpus, expected_pruned, export, fairseq_roberta, hub, load, losses,
+    roberta_layerdrop, sentences, validate)
 
 
 def test_the_masked_lm_export_is_fairseqs_roberta_and_scores_as_pruning_on_load(corpus, roberta_layerdrop, tmp_path):
@@ -58,3 +59,20 @@ def test_for_ctranslate2_refuses_an_encoder_only_model_and_writes_nothing(classi
     assert ("--for-ctranslate2: ct2-fairseq-converter converts fairseq's transformer and transformer_lm, not roberta"
             in proc.stderr), proc.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_fairseqs_roberta_pruned_fine_tunes_in_plain_fairseq_as_when_pruned_on_load(corpus, fairseq_roberta, tmp_path):
+    """The README's two fine-tuning commands: the export in plain fairseq (no --user-dir, ``--encoder-layers``), and
+    the full checkpoint pruned as the plugin's task loads it: the same losses, update for update."""
+    export(fairseq_roberta[0], tmp_path / "small.pt", "--prune-to", "2", "--prune-strategy", "top")
+    plain = fairseq("fairseq-train", corpus / "classes", *FINETUNE, "--save-dir", tmp_path / "plain",
+                    "--task", "sentence_prediction", "--arch", "roberta", *SHAPE, "--encoder-layers", "2",
+                    "--restore-file", tmp_path / "small.pt")
+    plain_log = plain.stdout + plain.stderr
+    assert "fairseq_layerdrop" not in plain_log
+    on_load = fairseq("fairseq-train", corpus / "classes", *FINETUNE, "--save-dir", tmp_path / "on_load",
+                      "--user-dir", PLUGIN, "--task", "sentence_prediction_layerdrop", "--arch", "roberta", *SHAPE,
+                      "--restore-file", fairseq_roberta[0], "--prune-to", "2", "--prune-strategy", "top")
+    on_load_log = on_load.stdout + on_load.stderr
+    assert "pruning the encoder: keeping layers [0, 1] of 4" in on_load_log
+    assert losses(plain_log) == losses(on_load_log) and len(losses(plain_log)) == 3
