@@ -134,6 +134,10 @@ And for exports as fairseq's own architecture (``pruning/plain_fairseq.py``, ``-
     ``load_state_dict``; it reads the missing and unexpected keys from torch's error text.
     ``plugin_only_options`` lists the options of fairseq's argparse-configured models with ``add_args`` on a
     scratch parser and reads them back from argparse's private ``_actions``.
+
+19. ``fairseq.hub_utils.from_pretrained`` is wrapped (below) to record its keywords while it runs
+    (``hub_keywords``): refusals of pruning options name the hub's keyword (``prune_to=5``) instead of the flag,
+    and the draws log saved in a checkpoint is reused only when the hub is given ``layerdrop_draws_log`` again.
 """
 
 import argparse
@@ -417,6 +421,44 @@ def record_from_checkpoint():
 
 
 record_from_checkpoint()
+
+
+# 19. The hub's keywords. A hub user gives pruning options as keywords (``prune_to=3``): a refusal then names
+# ``prune_to``, not the flag ``--prune-to`` that this user never typed; and a training option saved in the
+# checkpoint (``layerdrop_draws_log``) is reused only when given again. fairseq's models look
+# ``hub_utils.from_pretrained`` up at call time, and its keywords reach the model merged into the checkpoint's
+# config, so a wrapper records them while it runs.
+
+_HUB_KEYWORDS = contextvars.ContextVar("fairseq_layerdrop_hub_keywords", default=None)
+_HUB_NAMED_PARAMETERS = ("model_name_or_path", "checkpoint_file", "data_name_or_path", "archive_map")
+
+
+def hub_keywords():
+    """The keyword arguments (beyond its named parameters) of the ``from_pretrained`` call running now, or None."""
+    return _HUB_KEYWORDS.get()
+
+
+def record_hub_keywords():
+    """Make ``fairseq.hub_utils.from_pretrained`` record its keywords for ``hub_keywords``."""
+    from fairseq import hub_utils
+
+    load = hub_utils.from_pretrained
+    if getattr(load, "records_hub_keywords", False):
+        return
+
+    def from_pretrained(*args, **kwargs):
+        token = _HUB_KEYWORDS.set({k: v for k, v in kwargs.items() if k not in _HUB_NAMED_PARAMETERS})
+        try:
+            return load(*args, **kwargs)
+        finally:
+            _HUB_KEYWORDS.reset(token)
+
+    from_pretrained.records_hub_keywords = True
+    from_pretrained.__wrapped__ = load
+    hub_utils.from_pretrained = from_pretrained
+
+
+record_hub_keywords()
 
 
 # 6. Cropping a decoder layer's cache of keys and values (self-speculative decoding) ---------------

@@ -14,6 +14,7 @@ from typing import Optional
 
 # task -> special symbols of its dictionary beyond dict.txt (masked_lm adds <mask>)
 LM_TASKS = {"language_modeling": 4, "language_modeling_layerdrop": 4, "masked_lm": 5, "masked_lm_layerdrop": 5}
+MASKED_LM_TASKS = ("masked_lm", "masked_lm_layerdrop")
 TRANSLATION_TASKS = {"translation", "translation_layerdrop"}
 REMEDY = "give the binarized data directory the checkpoint was trained on (fairseq-preprocess --destdir)"
 
@@ -94,6 +95,8 @@ def data_problem(data: str, state, subset: str, kind: Optional[str] = None, sour
             return (f"DATA {data} has no dict.txt, which a language model ({trained_as}) reads: "
                     f"{_what_it_holds(data)}; {REMEDY}")
         rows = _embedding_rows(model_state, "decoder.embed_tokens.weight")
+        if rows is None:  # a RoBERTa's embeddings
+            rows = _embedding_rows(model_state, "encoder.sentence_encoder.embed_tokens.weight")
         size = _dictionary_size(dictionary) + LM_TASKS.get(name, 4)
         if rows is not None and rows != size:
             return (f"DATA {data}: its dict.txt makes a vocabulary of {size} symbols, but the checkpoint's "

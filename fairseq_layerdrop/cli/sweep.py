@@ -1,7 +1,8 @@
 """``fairseq-layerdrop sweep``: one checkpoint evaluated at every depth with each pruning strategy (Fan et al.
 Fig. 2).
 
-For a language model, perplexity from ``fairseq-eval-lm``; for a translation model, BLEU by
+For a language model, perplexity from ``fairseq-eval-lm``; for a masked LM (RoBERTa, its encoder), the masked
+tokens' perplexity from ``fairseq-validate`` (its ``ppl``, 2 ** its loss); for a translation model, BLEU by
 sacrebleu (or ROUGE, ``--metric``) on ``fairseq-generate``'s detokenized output. Each point is the
 plugin's pruning at load time (``--task *_layerdrop --*-layers-to-keep``), without finetuning. Writes ``sweep.csv``
 (with a ``metric`` column, which ``fairseq-layerdrop report`` checks), ``sweep.md`` and ``sweep.png`` (quality
@@ -45,6 +46,18 @@ def evaluate_lm(checkpoint, data, keep_args, args):
                  f"longer than the model's positions; its --tokens-per-sample is 1024 unless given): pass "
                  f"--fairseq-args \"--tokens-per-sample N\" with the N the model was trained with; nothing was written")
     return float(re.search(r"Perplexity: ([0-9.]+)", output).group(1))
+
+
+def evaluate_masked_lm(checkpoint, data, keep_args, args):
+    cmd = [os.path.join(BIN, "fairseq-validate"), data, "--path", checkpoint, "--user-dir", PLUGIN, *device_args(),
+           "--task", "masked_lm_layerdrop", "--valid-subset", args.subset, "--max-tokens", "4096",
+           "--log-format", "simple", *keep_args, *args.extra]
+    output = run(cmd)
+    scores = re.search(rf"valid on '{re.escape(args.subset)}' subset \| loss [0-9.]+ \| ppl ([0-9.]+)", output)
+    if not scores:
+        sys.exit(f"fairseq-layerdrop sweep: fairseq-validate printed no loss for {args.subset} (nothing was written; "
+                 f"to see its whole log, run: {shlex.join(cmd)})")
+    return float(scores.group(1))
 
 
 def evaluate_translation(checkpoint, data, keep_args, args):
@@ -155,7 +168,8 @@ def main(argv=None, prog=None):
     parser.add_argument("--depths", help="comma-separated depths (default: every depth 1..N)")
     parser.add_argument("--strategies", default="every-other,top,bottom", help="comma-separated strategy names")
     parser.add_argument("--stack", choices=["both", "encoder", "decoder"], default="both",
-                        help="translation models: which stack to prune (both: the same depth in each)")
+                        help="translation models: which stack to prune (both: the same depth in each); a language "
+                             "model's decoder and a masked LM's encoder are swept")
     parser.add_argument("--subset", default="valid", help="the split to evaluate (default valid)")
     parser.add_argument("--metric", choices=["BLEU", "ROUGE-1", "ROUGE-2", "ROUGE-L"],
                         help="translation models: sacreBLEU (default) or ROUGE F1 (summarization)")
@@ -164,7 +178,7 @@ def main(argv=None, prog=None):
     args.extra = shlex.split(args.fairseq_args)
 
     import fairseq_layerdrop  # noqa: F401  (allow-lists plugin checkpoint classes)
-    from fairseq_layerdrop.cli.data_check import data_problem
+    from fairseq_layerdrop.cli.data_check import MASKED_LM_TASKS, data_problem, task_config
     from fairseq_layerdrop.pruning import STRATEGIES, PruningError, kept_layers, prune_state_dict, stack_depth
     from fairseq_layerdrop.pruning.export import blocking_file, model_config, read_checkpoint
     from fairseq_layerdrop.pruning.state_dict import count_parameters
@@ -183,12 +197,21 @@ def main(argv=None, prog=None):
     except PruningError as error:
         sys.exit(f"fairseq-layerdrop sweep: {error}")
     depths = {s: stack_depth(cfg, s) for s in ("encoder", "decoder") if stack_depth(cfg, s) is not None}
-    is_lm = "encoder" not in depths
-    if is_lm and args.stack == "encoder":
-        sys.exit("fairseq-layerdrop sweep: --stack encoder: this language model has no encoder (its decoder is swept)")
-    if is_lm and args.metric is not None:
-        sys.exit(f"fairseq-layerdrop sweep: --metric {args.metric} scores translations; a language model is scored by perplexity")
-    stacks = ["decoder"] if is_lm else (["encoder", "decoder"] if args.stack == "both" else [args.stack])
+    kind = "lm" if "encoder" not in depths else "translation" if "decoder" in depths else "masked_lm"
+    task = task_config(state).get("_name")
+    if kind == "masked_lm" and task not in MASKED_LM_TASKS:
+        sys.exit(f"fairseq-layerdrop sweep: this encoder-only model was trained with --task {task}, which the sweep "
+                 f"cannot score (it scores masked LMs, --task masked_lm, by the masked tokens' perplexity): sweep the "
+                 f"pre-trained masked-LM checkpoint, or export each depth (fairseq-layerdrop prune --prune-to R) and "
+                 f"fine-tune it")
+    swept = {"lm": ("language model", "decoder", "encoder"), "masked_lm": ("masked LM", "encoder", "decoder")}
+    if kind in swept and args.stack == swept[kind][2]:
+        name, stack, missing = swept[kind]
+        sys.exit(f"fairseq-layerdrop sweep: --stack {missing}: this {name} has no {missing} (its {stack} is swept)")
+    if kind in swept and args.metric is not None:
+        sys.exit(f"fairseq-layerdrop sweep: --metric {args.metric} scores translations; a {swept[kind][0]} is scored "
+                 f"by perplexity")
+    stacks = [swept[kind][1]] if kind in swept else ["encoder", "decoder"] if args.stack == "both" else [args.stack]
     full = min(depths[s] for s in stacks)
     strategies = args.strategies.split(",")
     unknown = [s for s in strategies if s.partition(":")[0] not in STRATEGIES]
@@ -201,12 +224,13 @@ def main(argv=None, prog=None):
                  for depth in wanted for strategy in strategies]
     except (PruningError, ValueError) as error:
         sys.exit(f"fairseq-layerdrop sweep: {error}")
-    problem = data_problem(args.data, state, args.subset, "lm" if is_lm else "translation", *language_flags(args.extra))
+    problem = data_problem(args.data, state, args.subset, "translation" if kind == "translation" else "lm",
+                           *language_flags(args.extra))
     if problem:
         sys.exit(f"fairseq-layerdrop sweep: {problem}")
 
-    metric = args.metric = "perplexity" if is_lm else (args.metric or "BLEU")
-    evaluate = evaluate_lm if is_lm else evaluate_translation
+    metric = args.metric = args.metric or ("BLEU" if kind == "translation" else "perplexity")
+    evaluate = {"lm": evaluate_lm, "masked_lm": evaluate_masked_lm, "translation": evaluate_translation}[kind]
     rows, cache, started = [], {}, time.time()
     for n, (depth, strategy, kept) in enumerate(plans, 1):
         key = tuple((s, tuple(k)) for s, k in kept.items())

@@ -14,7 +14,9 @@ these options say what is dropped and how the rate varies over depth (Fan et al.
     --layer-gates                                 learned per-layer rates (modules/layer_gates.py)
 
 (and the same ``--encoder-*`` for encoder-decoder models). Bad input stops the model build with
-a message naming the flag; the resolved rates are logged at start.
+a message naming the flag; the resolved rates are logged at start. The draws log is the training
+command's: a model loaded from a checkpoint (fairseq-generate, -eval-lm, -validate, the hub) does not
+reuse the path saved in it, unless the hub is given it again (``layerdrop_draws_log=FILE``).
 """
 
 import logging
@@ -151,4 +153,18 @@ def attach_stack_drop(stack_module, args, stack: str) -> None:
                 f"per layer [{', '.join(f'{r:.3f}' for r in rates)}]" + (f", {ramp.describe()}" if not ramp.constant else ""))
     attach_layerdrop(stack_module, p=safe_getattr(args, f"{stack}_layerdrop", 0.0) or 0.0,
                      seed=safe_getattr(args, "seed", 1), stack=stack, rates=rates, structure=structure,
-                     draws_log=safe_getattr(args, "layerdrop_draws_log", None), ramp=ramp)
+                     draws_log=draws_log(args), ramp=ramp)
+
+
+def draws_log(args) -> Optional[str]:
+    """The ``--layerdrop-draws-log`` path of a model built to train, or given again to the hub; None for a model
+    loaded from a checkpoint, whose saved path belongs to the training run (another process, maybe another
+    machine): a hub model in training mode would otherwise append its draws to that run's log."""
+    from ..compat import building_from_checkpoint
+    from ..compat import hub_keywords
+
+    path = safe_getattr(args, "layerdrop_draws_log", None)
+    if path and building_from_checkpoint() and "layerdrop_draws_log" not in (hub_keywords() or {}):
+        logger.info(f"not reusing the draws log saved in the checkpoint ({path}): it belongs to the training run")
+        return None
+    return path

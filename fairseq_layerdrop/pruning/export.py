@@ -33,7 +33,7 @@ import torch
 from fairseq.dataclass.utils import gen_parser_from_dataclass
 
 from .. import compat  # noqa: F401  (allow-lists the classes plugin checkpoints hold)
-from .options import PruningOptions, clear_pruning_options, pruning_requests
+from .options import PruningOptions, check_strategy_has_a_depth, clear_pruning_options, pruning_requests
 from .state_dict import STACKS, PruningError, count_parameters, prune_state_dict, stack_depth
 
 
@@ -224,6 +224,10 @@ def load_checkpoint_file(source):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_paths(args.input, args.output, args.overwrite)
+    try:
+        check_strategy_has_a_depth(args)
+    except PruningError as error:
+        refuse(error)
     state = load_checkpoint_file(args.input)
     before = count_parameters(state["model"])
     plain = args.as_fairseq or args.for_ctranslate2

@@ -10,7 +10,8 @@ runs because its ``*_layers_to_keep`` fields are cleared first.
 
 import logging
 
-from .options import clear_pruning_options, pruning_requests
+from ..compat import building_from_checkpoint
+from .options import check_strategy_has_a_depth, clear_pruning_options, pruning_requests
 from .state_dict import (PruningError, config_set, count_parameters, layer_indices, prune_state_dict, stack_depth,
                          stack_module)
 
@@ -26,6 +27,9 @@ def build_pruned_model(build, model_cfg, options, stacks, clear_options=True):
     too (a task does so when it builds a model to train, so that its checkpoints do not ask to
     be pruned again, but not when it loads an ensemble, whose members all need them).
     """
+    # a model's own options on fairseq-train's command line (a task checks its options when set up from one)
+    if options is model_cfg and not building_from_checkpoint():
+        check_strategy_has_a_depth(options)
     requests = pruning_requests(options, model_cfg, stacks)
     clear_pruning_options(model_cfg)
     if clear_options:

@@ -2,11 +2,12 @@
 
 With it, every command that loads a model through the task (``fairseq-generate``,
 ``-interactive``, ``-eval-lm``, ``-train`` to continue training a pruned model) prunes the model
-as its checkpoint loads, for the plugin's architectures and fairseq's own alike.
+as its checkpoint loads, for the plugin's architectures and fairseq's own alike. A strategy without a
+depth (``--prune-strategy top`` alone) is refused when the task is set up from a command line.
 """
 
 from ..pruning.on_load import build_pruned_model
-from ..pruning.options import PRUNING_FIELDS
+from ..pruning.options import PRUNING_FIELDS, check_strategy_has_a_depth
 
 
 class PruneOnLoadTask:
@@ -16,6 +17,12 @@ class PruneOnLoadTask:
     """
 
     PRUNABLE_STACKS = ("encoder", "decoder")
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        if not kwargs.get("from_checkpoint"):  # a command line's options; a checkpoint's saved ones are history
+            check_strategy_has_a_depth(cfg)
+        return super().setup_task(cfg, **kwargs)
 
     def build_model(self, cfg, from_checkpoint=False):
         options = self.cfg if getattr(self, "cfg", None) is not None else self.args  # legacy tasks keep args

@@ -151,6 +151,25 @@ def test_pruning_option_a_fairseq_model_does_not_read_is_refused(fairseq_mt_chec
     assert type(hub.models[0]).__name__ == "TransformerModel"
 
 
+@pytest.mark.parametrize("model, keywords, message", [
+    ("lm", dict(prune_to=7), "prune_to=7: cannot prune the decoder to 7 layers: it has 6, so choose 1 to 6"),
+    ("lm", dict(prune_to=0), "prune_to=0: cannot prune the decoder to 0 layers: it has 6, so choose 1 to 6"),
+    ("lm", dict(prune_to=2, prune_strategy="middle"), "prune_strategy: unknown pruning strategy 'middle'"),
+    ("mt", dict(decoder_layers_to_keep="0,9"), "decoder_layers_to_keep='0,9': kept layer(s) [9] out of range for "
+                                               "the decoder (it has 6 layers"),
+    ("mt", dict(encoder_prune_to=9), "encoder_prune_to=9: cannot prune the encoder to 9 layers: it has 6"),
+])
+def test_a_bad_pruning_keyword_is_refused_naming_the_keyword_not_a_flag(request, model, keywords, message):
+    """The hub user typed ``prune_to=7``, not ``--prune-to 7``: the refusal says what was typed."""
+    from fairseq_layerdrop.pruning.state_dict import PruningError
+
+    load, checkpoint, data = ((hub_lm, "lm_checkpoint", "lm_data") if model == "lm" else
+                              (hub_translator, "mt_checkpoint", "translation_data"))
+    with pytest.raises(PruningError) as refused:
+        load(request.getfixturevalue(checkpoint), request.getfixturevalue(data), **keywords)
+    assert message in str(refused.value) and "--" not in str(refused.value), str(refused.value)
+
+
 def test_lm_self_speculative_through_the_hub_is_the_greedy_continuation(lm_checkpoint, lm_data):
     """``TransformerLanguageModel.from_pretrained(...).sample(prompts, beam=1, self_speculative=E, draft_tokens=K)``
     continues every prompt exactly as plain greedy decoding does, through the self-speculative generator."""

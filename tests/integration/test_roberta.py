@@ -298,11 +298,11 @@ def test_finetuning_an_export_equals_finetuning_a_checkpoint_pruned_as_it_loads(
     assert f"classification_heads.{HEAD}.out_proj.weight" in saved["model"]
 
 
-def hub(checkpoint, corpus, **kwargs):
+def hub(checkpoint, corpus, data="classes", **kwargs):
     from fairseq.models.roberta import RobertaModel
 
     return RobertaModel.from_pretrained(str(checkpoint.parent), checkpoint_file=checkpoint.name,
-                                        data_name_or_path=str(corpus / "classes"), bpe=None, user_dir=PLUGIN,
+                                        data_name_or_path=str(corpus / data), bpe=None, user_dir=PLUGIN,
                                         **kwargs).eval()  # no dropout (fairseq's README does the same)
 
 
@@ -352,3 +352,123 @@ def test_fairseq_roberta_classifier_export_loads_in_plain_fairseq_hub(corpus, fa
                           env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert eval(proc.stdout.strip().splitlines()[-1]) == expected.predict(HEAD, tokens).tolist()
+
+
+@pytest.mark.parametrize("keywords, message", [
+    (dict(prune_to=5), "prune_to=5: cannot prune the encoder to 5 layers: it has 4, so choose 1 to 4"),
+    (dict(prune_to=0), "prune_to=0: cannot prune the encoder to 0 layers: it has 4, so choose 1 to 4"),
+    (dict(prune_to=2, prune_strategy="middle"), "prune_strategy: unknown pruning strategy 'middle'; choose from"),
+    (dict(encoder_layers_to_keep="0,4"), "encoder_layers_to_keep='0,4': kept layer(s) [4] out of range for the "
+                                         "encoder (it has 4 layers"),
+    (dict(prune_to=2, encoder_prune_to=3), "the encoder is pruned twice: by encoder_prune_to=3 and by prune_to=2"),
+])
+def test_the_hub_refuses_a_bad_pruning_keyword_naming_the_keyword_not_a_flag(corpus, roberta_layerdrop, keywords,
+                                                                            message):
+    from fairseq_layerdrop.pruning import PruningError
+
+    with pytest.raises(PruningError) as refused:
+        hub(roberta_layerdrop[0], corpus, data="mlm", **keywords)
+    assert message in str(refused.value) and "--" not in str(refused.value), str(refused.value)
+
+
+def test_the_hub_refuses_prune_to_for_a_model_without_the_plugins_options_naming_the_keyword(corpus,
+                                                                                             fairseq_roberta):
+    from fairseq_layerdrop.pruning import PruningError
+
+    with pytest.raises(PruningError, match=r"^prune_to=2 was passed to the loader but no model read it: this "
+                                           r"checkpoint's task \(masked_lm\) and architecture \(roberta\)"):
+        hub(fairseq_roberta[0], corpus, data="mlm", prune_to=2)
+
+
+# -- the depth sweep --------------------------------------------------------------------------------------------------
+
+
+def validate_ppl(log):
+    return float(re.search(r"valid on 'valid' subset \| loss [0-9.]+ \| ppl ([0-9.]+)", log).group(1))
+
+
+def test_sweep_scores_a_masked_lm_by_the_perplexity_fairseq_validate_reports_at_each_depth(corpus, roberta_layerdrop,
+                                                                                            tmp_path):
+    from fairseq_layerdrop.pruning.validation import load_checkpoint, perplexity, validation_batches
+
+    checkpoint = roberta_layerdrop[0]
+    fairseq("fairseq-layerdrop", "sweep", checkpoint, corpus / "mlm", "--out", "sweep", "--depths", "2,4",
+            "--strategies", "top", "--fairseq-args", "--required-batch-size-multiple 1", cwd=tmp_path)
+    rows = {int(r["depth"]): r for r in csv.DictReader(open(tmp_path / "sweep" / "sweep.csv"))}
+    assert [(r["kept"], r["metric"]) for r in rows.values()] == [("encoder:0,1", "perplexity"),
+                                                                 ("encoder:0,1,2,3", "perplexity")]
+    full = validate_ppl(validate(corpus, checkpoint, "--user-dir", PLUGIN)[1])
+    export(checkpoint, tmp_path / "small.pt", "--prune-to", "2", "--prune-strategy", "top")
+    pruned = validate_ppl(validate(corpus, tmp_path / "small.pt", "--user-dir", PLUGIN)[1])
+    assert (float(rows[4]["quality"]), float(rows[2]["quality"])) == (full, pruned) and full != pruned
+    model, task = load_checkpoint(str(checkpoint), str(corpus / "mlm"))  # the search command's scorer agrees
+    assert perplexity(model.eval(), validation_batches(model, task)) == pytest.approx(full, abs=0.006)
+
+
+def test_sweep_refuses_what_it_cannot_score_for_an_encoder_only_model(corpus, roberta_layerdrop, classifier, tmp_path):
+    from fairseq_layerdrop.cli import sweep
+
+    for checkpoint, args, message in (
+        (roberta_layerdrop[0], ["--stack", "decoder"], "--stack decoder: this masked LM has no decoder (its encoder "
+                                                       "is swept)"),
+        (roberta_layerdrop[0], ["--metric", "BLEU"], "--metric BLEU scores translations; a masked LM is scored by "
+                                                     "perplexity"),
+        (classifier, [], "this encoder-only model was trained with --task sentence_prediction, which the sweep "
+                         "cannot score"),
+    ):
+        proc = run_main(sweep.main, checkpoint, corpus / "mlm", "--out", tmp_path / "sweep", *args, check=False)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert not (tmp_path / "sweep").exists()
+
+
+# -- a strategy without a depth, the draws log at inference -------------------------------------------------------
+
+
+def test_a_strategy_without_a_depth_is_refused_at_start_naming_both_flags(corpus, roberta_layerdrop, tmp_path):
+    checkpoint = roberta_layerdrop[0]
+    refusal = "--prune-strategy top is given without --prune-to, --encoder-prune-to or --decoder-prune-to, so it would "
+    for options, remedy in ((["--prune-strategy", "top"], "add --prune-to R to keep R layers chosen by top, or drop "
+                                                          "--prune-strategy"),
+                            (["--prune-strategy", "top", "--encoder-layers-to-keep", "0,1"],
+                             "--encoder-layers-to-keep lists the kept layers; drop --prune-strategy")):
+        proc = fairseq("fairseq-layerdrop", "prune", checkpoint, tmp_path / "out.pt", *options, check=False)
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == f"error: {refusal}be ignored: {remedy}"
+        assert os.listdir(tmp_path) == []
+    proc = fairseq("fairseq-train", corpus / "classes", *FINETUNE, "--save-dir", tmp_path / "ft", "--user-dir", PLUGIN,
+                   "--task", "sentence_prediction_layerdrop", "--arch", "roberta_layerdrop_tiny", *SHAPE,
+                   "--restore-file", checkpoint, "--prune-strategy", "top", check=False)
+    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].endswith(
+        f"{refusal}be ignored: add --prune-to R to keep R layers chosen by top, or drop --prune-strategy")
+    assert not DATA_READ.search(proc.stdout + proc.stderr)
+
+
+def test_a_checkpoint_that_saved_a_strategy_without_its_depth_still_loads(corpus, roberta_layerdrop, tmp_path):
+    """A plugin task's checkpoint saved before the refusal keeps ``prune_strategy`` (every-other by default, or the one
+    given with the ``--prune-to`` that was cleared once used): loading it is no command line, and is not refused."""
+    from fairseq_layerdrop.pruning.options import PRUNING_FIELDS
+
+    state = load(roberta_layerdrop[0])
+    state["cfg"]["task"] = {**state["cfg"]["task"], "_name": "masked_lm_layerdrop", **dict.fromkeys(PRUNING_FIELDS),
+                            "prune_strategy": "top"}
+    torch.save(state, tmp_path / "saved.pt")
+    for keywords, depth in (({}, 4), ({"prune_to": 2}, 2)):
+        assert len(hub(tmp_path / "saved.pt", corpus, data="mlm", **keywords).model.encoder.sentence_encoder.layers) \
+            == depth
+
+
+def test_a_loaded_model_never_writes_the_draws_log_saved_in_its_checkpoint(corpus, roberta_layerdrop, tmp_path):
+    checkpoint, _, draws = roberta_layerdrop
+    assert load(checkpoint)["cfg"]["model"].layerdrop_draws_log + ".rank0" == str(draws)
+    before = draws.read_text()
+    tokens = torch.tensor([[0, 5, 6, 7, 8, 2]])
+    export(checkpoint, tmp_path / "small.pt", "--prune-to", "2")
+    log = validate(corpus, checkpoint, "--user-dir", PLUGIN)[1]
+    assert "not reusing the draws log saved in the checkpoint" in log
+    for path in (checkpoint, tmp_path / "small.pt"):
+        model = hub(path, corpus, data="mlm").model.train()  # training mode: LayerDrop draws
+        assert model.encoder.sentence_encoder.layers.draws_log is None
+        model(tokens)
+    assert draws.read_text() == before
+    again = hub(checkpoint, corpus, data="mlm", layerdrop_draws_log=str(tmp_path / "mine.jsonl")).model.train()
+    again(tokens)  # given again as a keyword, it is the user's own log
+    assert [json.loads(line)["stack"] for line in open(tmp_path / "mine.jsonl.rank0")] == ["encoder"]
