@@ -82,7 +82,15 @@ def read_split(args, task):
     task.load_dataset(args.subset)
     dataset = task.dataset(args.subset)
     count = min(len(dataset), max(args.quality_sentences or len(dataset), args.speed_sentences))
-    items = [dataset[i] for i in range(count)]
+    if args.kind == "translation":
+        items = [dataset[i] for i in range(count)]
+    else:  # CTranslate2 has positions for the model's --tokens-per-sample only (fairseq's sinusoids extend)
+        fits = [i for i in range(len(dataset)) if dataset.sizes[i] <= args.tokens_per_sample]
+        if len(fits) < len(dataset):
+            say(f"scoring the {len(fits)} of {len(dataset)} {args.subset} sentences that fit --tokens-per-sample "
+                f"{args.tokens_per_sample} (their words and </s>), for every system")
+        items = [dataset[i] for i in fits[:count]]
+        count = len(items)
     if args.kind == "translation":
         words = [task.source_dictionary.string(item["source"][:-1]).split() for item in items]  # CT2 adds </s>
     else:
