@@ -113,7 +113,9 @@ And more in this module:
 16. Decoding options given to a command that decodes nothing (below): ``distributed_utils.call_main`` is
     wrapped once more to refuse ``--self-speculative`` / ``--draft-tokens`` in ``fairseq-eval-lm``,
     ``fairseq-validate`` and ``fairseq-train`` without ``--eval-bleu``, which would ignore them, and
-    ``--early-exit`` in ``fairseq-train``, which would train a model of E layers instead of the exits.
+    ``--early-exit`` in ``fairseq-train``, which would train a model of E layers instead of the exits; and
+    ``--prune-strategy`` without a depth, which fairseq-validate would otherwise merge into the checkpoint's saved
+    config, where it cannot be told from a strategy saved with a depth that was used.
 
 And for RoBERTa (``models/roberta_layerdrop.py``, ``pruning/state_dict.py``):
 
@@ -573,8 +575,12 @@ def refuse_decoding_options_of_commands_that_do_not_decode():
 
     def call_main_checking_decoding_options(cfg, main, **kwargs):
         from .decoding.options import check_command_decodes
+        from .pruning.options import check_strategy_has_a_depth
 
         check_command_decodes(cfg, getattr(main, "__module__", ""))
+        # the command line's pruning options, before fairseq-validate merges them into a checkpoint's saved config
+        if getattr(cfg, "task", None) is not None:
+            check_strategy_has_a_depth(cfg.task)
         return call_main(cfg, main, **kwargs)
 
     call_main_checking_decoding_options.checks_decoding_options = True

@@ -440,6 +440,12 @@ def test_a_strategy_without_a_depth_is_refused_at_start_naming_both_flags(corpus
     assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].endswith(
         f"{refusal}be ignored: add --prune-to R to keep R layers chosen by top, or drop --prune-strategy")
     assert not DATA_READ.search(proc.stdout + proc.stderr)
+    # fairseq-validate merges the command line into the checkpoint's saved config: refused before that
+    proc = fairseq("fairseq-validate", corpus / "mlm", "--task", "masked_lm_layerdrop", "--path", checkpoint, "--cpu",
+                   "--user-dir", PLUGIN, "--max-tokens", "4096", "--prune-strategy", "top", check=False)
+    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].endswith(
+        f"{refusal}be ignored: add --prune-to R to keep R layers chosen by top, or drop --prune-strategy")
+    assert not DATA_READ.search(proc.stdout + proc.stderr)
 
 
 def test_a_checkpoint_that_saved_a_strategy_without_its_depth_still_loads(corpus, roberta_layerdrop, tmp_path):
