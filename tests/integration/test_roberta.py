@@ -343,15 +343,21 @@ def test_fairseq_roberta_classifier_export_loads_in_plain_fairseq_hub(corpus, fa
     expected = hub(fairseq_classifier, corpus, task="sentence_prediction_layerdrop", prune_to=2,
                    prune_strategy="symmetric")
     tokens = sentences(expected, corpus)[0]
+    assert plain_hub_predictions(tmp_path / "small.pt", corpus, [tokens]) == [expected.predict(HEAD, tokens).tolist()]
+
+
+def plain_hub_predictions(checkpoint, corpus, token_lists):
+    """``predict`` of the classification head for each token list, by fairseq's own hub in a fresh process that
+    never imports the plugin."""
     script = (f"import sys, torch; from fairseq.models.roberta import RobertaModel; "
-              f"h = RobertaModel.from_pretrained({str(tmp_path)!r}, checkpoint_file='small.pt', "
+              f"h = RobertaModel.from_pretrained({str(checkpoint.parent)!r}, checkpoint_file={checkpoint.name!r}, "
               f"data_name_or_path={str(corpus / 'classes')!r}, bpe=None).eval(); "
               f"assert 'fairseq_layerdrop' not in sys.modules; "
-              f"print(h.predict({HEAD!r}, torch.tensor({tokens.tolist()})).tolist())")
+              f"print([h.predict({HEAD!r}, torch.tensor(t)).tolist() for t in {[t.tolist() for t in token_lists]}])")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert eval(proc.stdout.strip().splitlines()[-1]) == expected.predict(HEAD, tokens).tolist()
+    return eval(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("keywords, message", [
@@ -512,16 +518,8 @@ def test_the_classifier_export_keeps_its_head_and_classifies_in_plain_fairseqs_h
         sorted(k for k in expected_pruned(original, [0, 1]) if k.startswith(LAYERS))
     expected = hub(classifier, corpus, prune_to=2, prune_strategy="top")
     tokens = sentences(expected, corpus)[:3]
-    script = (f"import sys, torch; from fairseq.models.roberta import RobertaModel; "
-              f"h = RobertaModel.from_pretrained({str(tmp_path)!r}, checkpoint_file='small.pt', "
-              f"data_name_or_path={str(corpus / 'classes')!r}, bpe=None).eval(); "
-              f"assert 'fairseq_layerdrop' not in sys.modules; "
-              f"print([h.predict({HEAD!r}, torch.tensor(t)).tolist() for t in {[t.tolist() for t in tokens]}])")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    plain = eval(proc.stdout.strip().splitlines()[-1])
-    assert plain == [expected.predict(HEAD, t).tolist() for t in tokens]
+    assert plain_hub_predictions(tmp_path / "small.pt", corpus, tokens) == \
+        [expected.predict(HEAD, t).tolist() for t in tokens]
 
 
 def test_for_ctranslate2_refuses_an_encoder_only_model_and_writes_nothing(classifier, tmp_path):
