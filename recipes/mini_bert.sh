@@ -32,7 +32,9 @@
 # stages run every time and skip what is finished: a pre-training resumes from its checkpoint_last.pt, a rerun with
 # a larger UPDATES continues the pre-trained models (WORK_DIR/MODEL/done records the budget) and redoes their
 # pruning and fine-tuning; a pruned checkpoint or a fine-tuning run (WORK_DIR/ft/MODEL/TASK/dDEPTH_STRATEGY/seedS/
-# done) is skipped when there.
+# done) is skipped when there. Fine-tuning runs can be shared: once pre-training and pruning are done, a second
+# instance on the same work dir (e.g. `MODEL_NAMES=baseline bash recipes/mini_bert.sh` on a core the first leaves
+# idle) takes the runs no live instance has claimed (WORK_DIR/ft/.../seedS.claim).
 # Also accepted: SMOKE=1 (--smoke), STOP_AFTER=data (--stage data), SMOKE_UPDATES (UPDATES of --smoke).
 
 source "$(dirname "$0")/lib/stages.sh"
@@ -182,6 +184,7 @@ finetune_run() {
     local name=$1 depth=$2 strategy=$3 task=$4 seed=$5 dir start classes n updates
     dir=$WORK_DIR/ft/$name/$task/d${depth}_$strategy/seed$seed
     if [[ -f $dir/done ]]; then say "$name ($depth, $strategy) on $task, seed $seed: fine-tuned (skipping)"; return 0; fi
+    if ! claim "$dir"; then say "$name ($depth, $strategy) on $task, seed $seed: being fine-tuned by another process (skipping)"; return 0; fi
     rm -rf "$dir" && mkdir -p "$dir"
     if [[ $strategy == full ]]; then start=$WORK_DIR/$name/checkpoint_best.pt; else start=$WORK_DIR/ft/$name/pruned/d${depth}_$strategy.pt; fi
     classes=$(grep -vc '^madeupword' "$WORK_DIR/bin/$task/label/dict.txt")
@@ -199,8 +202,8 @@ finetune_run() {
         --warmup-updates $(( (updates * 6 + 99) / 100 )) --max-epoch "$FT_EPOCHS" --seed "$seed" --num-workers 0 \
         --valid-subset valid,test --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric --no-save \
         $DEVICE_ARGS --log-format json --log-interval 100 --no-progress-bar $FT_ARGS > "$dir/train.log" 2>&1 \
-        || { say "fine-tuning $name on $task failed; see $dir/train.log"; return 1; }
-    touch "$dir/done"
+        || { release "$dir"; say "fine-tuning $name on $task failed; see $dir/train.log"; return 1; }
+    touch "$dir/done" && release "$dir"
     say "$name ($depth, $strategy) on $task, seed $seed: $(grep '| valid |' "$dir/train.log" | tail -1 | grep -o '"valid_accuracy": "[0-9.]*"')"
 }
 finetune_model() {

@@ -70,6 +70,23 @@ each() {
     return "$failed"
 }
 
+# claim DIR: 0 when this recipe process now owns the work of DIR (it made DIR.claim, holding its PID), 1 when
+# another live process of a recipe holds it: two instances of a recipe on one WORK_DIR (e.g. one per core) then share
+# its runs instead of redoing or deleting each other's. A claim whose process has ended is taken over.
+claim() {
+    local lock=$1.claim holder
+    mkdir -p "$(dirname "$lock")"
+    if ! mkdir "$lock" 2>/dev/null; then
+        holder=$(cat "$lock/pid" 2>/dev/null || true)
+        [[ -z $holder ]] && return 1  # being claimed right now
+        [[ $holder != "$$" ]] && kill -0 "$holder" 2>/dev/null && return 1
+        rm -rf "$lock"
+        mkdir "$lock" 2>/dev/null || return 1
+    fi
+    echo $$ > "$lock/pid"
+}
+release() { rm -rf "$1.claim"; }  # release DIR: the work of DIR is finished (or failed) here
+
 trained_to() { local n=""; [[ -f $WORK_DIR/$1/done ]] && n=$(<"$WORK_DIR/$1/done"); echo "${n:-0}"; }  # its UPDATES (0: none)
 
 # train_model NAME:LAYERS:RATE: fairseq-train with the model's flags and the budget every model shares.
