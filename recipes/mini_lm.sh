@@ -19,6 +19,8 @@
 #   distill_attached_eq: distill_eq with the teacher attached (--depth-distill-teacher attached)
 #   distill_kd, distill_kd_eq: distill and distill_eq with the sub-networks trained on the full model's output
 #               alone (--depth-distill-label-weight 0: Yu & Huang's in-place distillation)
+#   distill_light: distill with the sub-network's terms at half weight (--depth-distill-label-weight 0.5
+#               --depth-distill-kl-weight 0.5): less pull of the sub-networks on the full model's weights
 # searches, for the layerdrop, baseline and lrdrop models, the kept layers that give the best validation
 # perplexity at every depth (fairseq-layerdrop search: exhaustive, C(8,R) <= 70 subsets), then sweeps
 # the 8-layer models over depths 1..8 (layerdrop, baseline, lrdrop: every strategy in STRATEGIES and search;
@@ -26,7 +28,7 @@
 # depth, and merges everything into one table (results.csv, results.md) and one plot (results.png:
 # perplexity against kept depth), with the reproduction's targets checked on the numbers.
 #
-#   bash recipes/mini_lm.sh                 # all twelve models: about 4.5 hours on the 2-core machine (estimated)
+#   bash recipes/mini_lm.sh                 # all thirteen models: about 5 hours on the 2-core machine (estimated)
 #   MODEL_NAMES=layerdrop,baseline,scratch4,gated bash recipes/mini_lm.sh   # the paper's four: about 60 minutes
 #   PARALLEL=0 bash recipes/mini_lm.sh      # one model at a time (each then uses every core)
 #   UPDATES=8000 DIM=256 bash recipes/mini_lm.sh     # larger: more updates, a wider model
@@ -78,14 +80,15 @@ LAYERS=8
 MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0" "gated:$LAYERS:0.5"
         "lrdrop:$LAYERS:0.5" "lrdrop_half:$LAYERS:0.5" "early_exit:$LAYERS:0.5"
         "distill:$LAYERS:0" "distill_eq:$LAYERS:0" "distill_attached_eq:$LAYERS:0" "distill_kd:$LAYERS:0"
-        "distill_kd_eq:$LAYERS:0")
+        "distill_kd_eq:$LAYERS:0" "distill_light:$LAYERS:0")
 SEARCHED=(layerdrop baseline lrdrop)  # models whose sweep includes the layers searched on validation
 # the report's label of each model
 declare -A LABEL=([layerdrop]="LayerDrop p=0.5" [baseline]="baseline p=0" [scratch4]="4 layers from scratch"
     [gated]="LayerDrop p=0.5, gates" [lrdrop]="LR-Drop p=0.5" [lrdrop_half]="LR-Drop p=0.5, half updates"
     [early_exit]="LayerDrop p=0.5, early-exit loss" [distill]="depth distillation"
     [distill_eq]="depth distillation, equal compute" [distill_attached_eq]="depth distillation, attached, equal compute"
-    [distill_kd]="depth distillation, KL only" [distill_kd_eq]="depth distillation, KL only, equal compute")
+    [distill_kd]="depth distillation, KL only" [distill_kd_eq]="depth distillation, KL only, equal compute"
+    [distill_light]="depth distillation, sub-network at half weight")
 read -r LRD_OUT LRD_HID LRD_ATT EXTRA <<< "$LRDROP_WEIGHTS"
 [[ -n $LRD_ATT && -z $EXTRA ]] || die "LRDROP_WEIGHTS must be three weights (output hidden attention), got '$LRDROP_WEIGHTS'"
 mini_select
@@ -118,6 +121,7 @@ model_flags() {  # NAME LAYERS RATE
     esac
     [[ $1 == distill_attached* ]] && MODEL_FLAGS+=(--depth-distill-teacher attached)
     [[ $1 == distill_kd* ]] && MODEL_FLAGS+=(--depth-distill-label-weight 0)
+    [[ $1 == distill_light ]] && MODEL_FLAGS+=(--depth-distill-label-weight 0.5 --depth-distill-kl-weight 0.5)
     return 0
 }
 model_updates() {  # lrdrop_half: half the updates (two passes each: the compute of layerdrop's UPDATES);
@@ -193,7 +197,7 @@ stage_report() {
         _in_list lrdrop_half "${have[@]}" && checks+=(--equal-compute "${LABEL[lrdrop_half]}")
     fi
     if _in_list baseline "${have[@]}" && _in_list scratch4 "${have[@]}" && _in_list layerdrop "${have[@]}"; then
-        for name in distill distill_eq distill_kd distill_kd_eq distill_attached_eq; do
+        for name in distill distill_eq distill_kd distill_kd_eq distill_attached_eq distill_light; do
             _in_list "$name" "${have[@]}" && checks+=(--check-distill "${LABEL[$name]}" "${LABEL[baseline]}"
                                                       "${LABEL[scratch4]}" "${LABEL[layerdrop]}")
         done
