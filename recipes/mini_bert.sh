@@ -20,7 +20,7 @@
 # fairseq-layerdrop contributions)), fine-tunes every model at its full depth and every pruned one on both tasks
 # with each seed of SEEDS (fairseq's sentence_prediction, RoBERTa's fine-tuning recipe at this scale), and reports
 # the dev and test accuracy at the epoch chosen on dev: mean and spread over seeds (results.csv, results.md,
-# results.png).
+# results.png), and checks the targets on the test means (targets.md).
 #
 #   bash recipes/mini_bert.sh                    # every model, strategy and seed: about 3 hours on the 2-core machine
 #                                                # (estimated from rates measured under load: pre-training 1.8 updates/s
@@ -222,6 +222,11 @@ stage_report() {
     for spec in "${MODELS[@]}"; do dirs+=("$WORK_DIR/ft/${spec%%:*}"); done
     run_module scoring.finetune_results "${dirs[@]}" --out "$WORK_DIR" \
         --title "WordNet tasks: masked-LM encoders ($UPDATES updates on PTB$([[ $GLOSSES == 1 ]] && echo ' + train glosses' || true)), pruned to $HALF layers and fine-tuned; accuracy at the epoch chosen on valid"
+    if (( ${#MODELS[@]} == 3 )); then  # the targets (issue 25) need all three models
+        run_module scoring.encoder_targets "$WORK_DIR/results.csv" --layerdrop "${LABEL[layerdrop]}" \
+            --baseline "${LABEL[baseline]}" --scratch "${LABEL[scratch4]}" --full "$LAYERS" --half "$HALF" \
+            --subset test --out "$WORK_DIR/targets.md"
+    fi
 }
 
 mini_run data train prune finetune report

@@ -175,7 +175,7 @@ def plot(path, title, rows):
         metric = next(by_task[task][0] for by_task in table.values() if task in by_task)
         ax.set_title(task)
         ax.set_xlabel("encoder layers kept")
-        ax.set_ylabel(f"dev {metric}")
+        ax.set_ylabel(metric)  # the panel title names the subset (dev or test)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
