@@ -18,13 +18,13 @@
 # prunes the 8-layer ones to 4 layers (fairseq-layerdrop prune: layerdrop every-other; baseline with each of
 # BASELINE_STRATEGIES: top, bottom, symmetric, every-other, contribution (Sajjad et al.; scores on PTB valid by
 # fairseq-layerdrop contributions)), fine-tunes every model at its full depth and every pruned one on both tasks
-# with each seed of SEEDS (fairseq's sentence_prediction, RoBERTa's fine-tuning recipe at this scale), and reports
+# with each seed of SEEDS (fairseq's sentence_prediction, RoBERTa's fine-tuning recipe with a learning rate for this width), and reports
 # the dev and test accuracy at the epoch chosen on dev: mean and spread over seeds (results.csv, results.md,
 # results.png), and checks the targets on the test means (targets.md).
 #
-#   bash recipes/mini_bert.sh                    # every model, strategy and seed: about 3 hours on the 2-core machine
-#                                                # (estimated from rates measured under load: pre-training 1.8 updates/s
-#                                                # for 8 layers, fine-tuning 3 updates/s; 54 fine-tuning runs)
+#   bash recipes/mini_bert.sh                    # every model, strategy and seed: about 2.5 hours on the 2-core machine
+#                                                # (2026-12-03: pre-training about 75 min, the three at once; 54
+#                                                # fine-tuning runs about 70 min, two at a time; docs/results.md)
 #   MODEL_NAMES=layerdrop,baseline SEEDS=1 bash recipes/mini_bert.sh
 #   bash recipes/mini_bert.sh --smoke --work-dir /tmp/smoke    # the same pipeline on a WordNet sample, tiny models
 #
@@ -58,11 +58,11 @@ setting NORM --encoder-normalize-before --encoder-normalize-before "norm flags (
 setting BASELINE_STRATEGIES top,bottom,symmetric,every-other,contribution every-other,contribution \
     "how the baseline is pruned to 4 layers (the LayerDrop model: every-other)"
 setting SEEDS 1,2,3 1 "fine-tuning seeds, comma-separated (the report: mean and spread)"
-setting FT_TRAIN 10000 96 "training examples of each task (the first in hash order; empty: all)"
+setting FT_TRAIN 4000 96 "training examples of each task (the first in hash order; empty: all)"
 setting FT_EVAL 2000 32 "valid and test examples of each task (empty: all)"
-setting FT_EPOCHS 3 1 "fine-tuning epochs"
+setting FT_EPOCHS 2 1 "fine-tuning epochs"
 setting FT_BATCH 32 16 "fine-tuning --batch-size"
-setting FT_LR 0.0001 0.0001 "fine-tuning --lr (polynomial decay, 6% warmup)"
+setting FT_LR 0.001 0.0001 "fine-tuning --lr (polynomial decay, 6% warmup; chosen on valid: docs/results.md)"
 setting WORDNET "" "" "the WordNet data files' directory; empty: download the Debian package into WORK_DIR/deb"
 setting MODEL_NAMES "" "" "the models to pre-train, prune and fine-tune, comma-separated (empty: all)"
 setting PARALLEL 1 1 "1: the models at the same time (one thread each; fine-tuning runs of a model in turn)"
