@@ -18,9 +18,9 @@
 # prunes the 8-layer ones to 4 layers (fairseq-layerdrop prune: layerdrop every-other; baseline with each of
 # BASELINE_STRATEGIES: top, bottom, symmetric, every-other, contribution (Sajjad et al.; scores on PTB valid by
 # fairseq-layerdrop contributions)), fine-tunes every model at its full depth and every pruned one on both tasks
-# with each seed of SEEDS (fairseq's sentence_prediction, RoBERTa's fine-tuning recipe with a learning rate for this width), and reports
-# the dev and test accuracy at the epoch chosen on dev: mean and spread over seeds (results.csv, results.md,
-# results.png), and checks the targets on the test means (targets.md).
+# with each seed of SEEDS (fairseq's sentence_prediction, RoBERTa's fine-tuning recipe with a learning rate for this
+# width), and reports the dev and test accuracy at the epoch chosen on dev: mean and spread over seeds (results.csv,
+# results.md, results.png), and checks the targets on the test means (targets.md).
 #
 #   bash recipes/mini_bert.sh                    # every model, strategy and seed: about 2.5 hours on the 2-core machine
 #                                                # (2026-12-03: pre-training about 75 min, the three at once; 54

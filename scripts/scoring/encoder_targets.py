@@ -19,7 +19,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-FULL = "full"
+from scripts.scoring.finetune_results import FULL
 
 
 def mean_scores(path, subset):
