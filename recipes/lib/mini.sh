@@ -89,6 +89,14 @@ release() { rm -rf "$1.claim"; }  # release DIR: the work of DIR is finished (or
 
 trained_to() { local n=""; [[ -f $WORK_DIR/$1/done ]] && n=$(<"$WORK_DIR/$1/done"); echo "${n:-0}"; }  # its UPDATES (0: none)
 
+# checkpoint_updates FILE: the updates a fairseq checkpoint was saved at (0 when FILE does not exist).
+checkpoint_updates() {
+    [[ -f $1 ]] || { echo 0; return; }
+    "$PYTHON" -c 'import sys, torch
+state = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
+print(state["optimizer_history"][-1]["num_updates"])' "$1"
+}
+
 # train_model NAME:LAYERS:RATE: fairseq-train with the model's flags and the budget every model shares.
 train_model() {
     local name layers rate budget
@@ -98,6 +106,13 @@ train_model() {
     mkdir -p "$WORK_DIR/$name"
     # searches and sweeps of an earlier checkpoint (a larger UPDATES continues training)
     rm -rf "$WORK_DIR/search_$name" "$WORK_DIR/sweep_$name" "$WORK_DIR/sweep_${name}_"*
+    # a run stopped after its last checkpoint but before its done record: fairseq-train resumed at its budget would
+    # still run one more update (it checks --max-update after a step)
+    if (( $(checkpoint_updates "$WORK_DIR/$name/checkpoint_last.pt") >= budget )); then
+        say "$name: checkpoint_last.pt is already at $budget updates (not resumed)"
+        echo "$budget" > "$WORK_DIR/$name/done"
+        return
+    fi
     # shellcheck disable=SC2086
     "$FAIRSEQ_BIN/fairseq-train" "$WORK_DIR/bin" --user-dir "$USER_DIR" "${MODEL_FLAGS[@]}" \
         --optimizer adam --adam-betas '(0.9,0.98)' --clip-norm 1.0 \
