@@ -64,7 +64,7 @@ else
                  "MODEL_NAMES=$LM_MODELS"
                  DIM=512 TOKENS=8192 WARMUP=400 DEPTHS=8,6,4,2 STRATEGIES=every-other SEARCH_BUDGET=20)
     MT_SETTINGS=(PARALLEL=0 DEVICE_ARGS=--fp16 "TRAIN_ARGS=--patience 3 --stop-time-hours $MT_HOURS" UPDATES=100000
-                 DIM=256 TOKENS=8192 DEPTHS=6,3 STRATEGIES=every-other STACKS=both)
+                 DIM=256 TOKENS=8192 LR=0.002 DEPTHS=6,3 STRATEGIES=every-other STACKS=both)
     TEST_ARGS=(tests/gpu -n 8)
     BENCH_ARGS=(--rounds 2 --updates 60)
     LM_DATA_SRC="$HERE/gpu_data/mini_lm/bin"; MT_DATA_SRC="$HERE/gpu_data/mini_mt/bin"

@@ -121,16 +121,16 @@ def test_ctranslate2_int8_translation_runs_and_keeps_most_of_float32s_log_likeli
     sources, expected = lines_by_id(plain, "S"), lines_by_id(plain, "H")
     ids = sorted(sources)
     source_batch, target_batch = [sources[i] for i in ids], [expected[i] for i in ids]
+    translators = {compute_type: ctranslate2.Translator(ct2_dir, device="cpu", compute_type=compute_type,
+                                                        intra_threads=1) for compute_type in ("float32", "int8")}
     nll = {}
-    for compute_type in ("float32", "int8"):
-        translator = ctranslate2.Translator(ct2_dir, device="cpu", compute_type=compute_type, intra_threads=1)
+    for compute_type, translator in translators.items():
         scored = translator.score_batch(source_batch, target_batch)  # each target token and </s>, given the ones before
         assert [len(r.log_probs) for r in scored] == [len(t) + 1 for t in target_batch]
         nll[compute_type] = -sum(sum(r.log_probs) for r in scored) / sum(len(t) + 1 for t in target_batch)
-        if compute_type == "int8":
-            results = translator.translate_batch(source_batch, beam_size=1, max_decoding_length=MAX_LEN,
-                                                 min_decoding_length=1)
-            assert len(results) == 50 and all(r.hypotheses[0] for r in results)
+    results = translators["int8"].translate_batch(source_batch, beam_size=1, max_decoding_length=MAX_LEN,
+                                                  min_decoding_length=1)
+    assert len(results) == 50 and all(r.hypotheses[0] for r in results)
     with open(os.path.join(ct2_dir, "target_vocabulary.json")) as vocabulary:
         uniform = math.log(len(json.load(vocabulary)))  # the per-token loss of a model that learned nothing
     assert nll["float32"] < uniform - 1.0  # the model learned something for int8 to keep
