@@ -12,6 +12,8 @@
 #               depth_distillation_label_smoothed_cross_entropy, docs/depth_distillation.md): each update trains
 #               the full model on the labels and one sub-network of the menu 1:1..5:5 (both stacks every-other)
 #               on the labels and on the full model's output
+#   distill_eq: distill with 2/3 of the updates (equal compute with baseline: the full pass and a menu depth of
+#               3+3 on average, 1.5x the layer-forwards per update); resumed exactly, distill passes through it
 # then prunes them at test time without finetuning: both stacks to depths 1..6 with every strategy in
 # STRATEGIES (distill: every-other, its menu's strategy; scratch3: its own depth), and the encoder alone and the
 # decoder alone with every-other. BLEU by sacrebleu on the detokenized output of fairseq-generate. Writes one
@@ -62,9 +64,10 @@ mini_check
 
 LAYERS=6
 # name : layers of each stack : LayerDrop rate of each stack
-MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch3:$((LAYERS / 2)):0" "distill:$LAYERS:0")
+MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch3:$((LAYERS / 2)):0" "distill:$LAYERS:0"
+        "distill_eq:$LAYERS:0")
 declare -A LABEL=([layerdrop]="LayerDrop p=0.5" [baseline]="baseline p=0" [scratch3]="$((LAYERS / 2)) layers from scratch"
-    [distill]="depth distillation")
+    [distill]="depth distillation" [distill_eq]="depth distillation, equal compute")
 mini_select
 
 stage_data() {
@@ -95,13 +98,16 @@ model_flags() {  # NAME LAYERS RATE
         --decoder-embed-dim "$DIM" --decoder-ffn-embed-dim "$FFN" --decoder-attention-heads 4
         --share-all-embeddings $NORM --dropout "$DROPOUT" --criterion label_smoothed_cross_entropy --label-smoothing 0.1
         --max-tokens "$TOKENS" --lr "$LR")
-    if [[ $1 == distill ]]; then
+    if [[ $1 == distill* ]]; then
         local depth menu=()
         for ((depth = 1; depth < $2; depth++)); do menu+=("$depth:$depth"); done
         MODEL_FLAGS+=(--criterion depth_distillation_label_smoothed_cross_entropy
             --depth-menu "$(IFS=,; echo "${menu[*]}")" --menu-strategy every-other)
     fi
     return 0
+}
+model_updates() {  # distill_eq: 2/3 of UPDATES (the layer-forwards of baseline's UPDATES)
+    if [[ $1 == distill_eq ]]; then echo $(((2 * UPDATES + 2) / 3)); else echo "$UPDATES"; fi
 }
 
 # depth sweeps: BLEU on SUBSET (greedy decoding, to keep the sweeps short), pruned at load time
@@ -111,7 +117,7 @@ sweep_model() {
     IFS=: read -r name layers rate <<< "$1"
     for stack in $STACKS; do
         strategies=$STRATEGIES depths=$DEPTHS
-        [[ $stack == both && $name != distill ]] || strategies=every-other
+        [[ $stack == both && $name != distill* ]] || strategies=every-other
         if [[ $layers != "$LAYERS" ]]; then  # the small model: its own depth, both stacks
             [[ $stack == both ]] || continue
             depths=$layers
@@ -137,9 +143,12 @@ stage_report() {
         if [[ $stack == both ]]; then
             _in_list layerdrop "${have[@]}" && _in_list baseline "${have[@]}" \
                 && checks+=(--check-mt "${LABEL[layerdrop]}" "${LABEL[baseline]}")
-            _in_list distill "${have[@]}" && _in_list baseline "${have[@]}" && _in_list scratch3 "${have[@]}" \
-                && _in_list layerdrop "${have[@]}" && checks+=(--check-distill "${LABEL[distill]}" "${LABEL[baseline]}"
-                                                               "${LABEL[scratch3]}" "${LABEL[layerdrop]}")
+            if _in_list baseline "${have[@]}" && _in_list scratch3 "${have[@]}" && _in_list layerdrop "${have[@]}"; then
+                for name in distill distill_eq; do
+                    _in_list "$name" "${have[@]}" && checks+=(--check-distill "${LABEL[$name]}" "${LABEL[baseline]}"
+                                                              "${LABEL[scratch3]}" "${LABEL[layerdrop]}")
+                done
+            fi
             (( ${#checks[@]} )) && checks+=(--full "$LAYERS" --half $((LAYERS / 2)))
         fi
         layerdrop report --out "$WORK_DIR/results_$stack" --metric BLEU \

@@ -44,12 +44,13 @@ part() {
 
 # the paper's four PTB models (the LM box is shared among them; mini_lm.sh trains seven by default)
 LM_MODELS=layerdrop,baseline,scratch4,gated
+MT_MODELS=layerdrop,baseline,scratch3,distill  # as prepared (mini_mt.sh's distill_eq came later)
 if [[ "$TINY" == 1 ]]; then
     PY="${PYTHON:-$HERE/.venv/bin/python}"
     # generous boxes: on this shared 2-core machine under load a fairseq command can take a minute to start
     INSTALL_S=0; TESTS_S="${TESTS_S:-300}"; BENCH_S="${BENCH_S:-900}"; LM_S="${LM_S:-1200}"; MT_S="${MT_S:-1200}"
     LM_SETTINGS=(SMOKE=1 SMOKE_UPDATES=12 PARALLEL=0 DEVICE_ARGS=--cpu "TRAIN_ARGS=--patience 2" "MODEL_NAMES=$LM_MODELS")
-    MT_SETTINGS=(SMOKE=1 SMOKE_UPDATES=12 PARALLEL=0 DEVICE_ARGS=--cpu "TRAIN_ARGS=--patience 2")
+    MT_SETTINGS=(SMOKE=1 SMOKE_UPDATES=12 PARALLEL=0 DEVICE_ARGS=--cpu "TRAIN_ARGS=--patience 2" "MODEL_NAMES=$MT_MODELS")
     TEST_ARGS=(tests/gpu)
     BENCH_ARGS=(--tiny --rounds 1)
     LM_DATA_SRC=""; MT_DATA_SRC=""
@@ -64,7 +65,7 @@ else
                  "MODEL_NAMES=$LM_MODELS"
                  DIM=512 TOKENS=8192 WARMUP=400 DEPTHS=8,6,4,2 STRATEGIES=every-other SEARCH_BUDGET=20)
     MT_SETTINGS=(PARALLEL=0 DEVICE_ARGS=--fp16 "TRAIN_ARGS=--patience 3 --stop-time-hours $MT_HOURS" UPDATES=100000
-                 DIM=256 TOKENS=8192 LR=0.002 DEPTHS=6,3 STRATEGIES=every-other STACKS=both)
+                 DIM=256 TOKENS=8192 LR=0.002 DEPTHS=6,3 STRATEGIES=every-other STACKS=both "MODEL_NAMES=$MT_MODELS")
     TEST_ARGS=(tests/gpu -n 8)
     BENCH_ARGS=(--rounds 2 --updates 60)
     LM_DATA_SRC="$HERE/gpu_data/mini_lm/bin"; MT_DATA_SRC="$HERE/gpu_data/mini_mt/bin"

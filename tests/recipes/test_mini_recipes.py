@@ -113,18 +113,21 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_mini_mt_smoke_trains_sweeps_and_scores_bleu(tmp_path):
-    """Slow (minutes: 4 models, with the continuation): run with --run-slow."""
+    """Slow (minutes: 5 models, with the continuation): run with --run-slow."""
     dictionary = ding_sample(tmp_path / "de-en")
     proc = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "320 sentence pairs" in proc.stdout and "dictionary phrase pairs after the sentences" in proc.stdout
     got = results(tmp_path / "out" / "results_both" / "results.csv")
-    assert set(got) == {(m, "every-other", d) for m in ("LayerDrop p=0.5", "baseline p=0", "depth distillation")
-                        for d in (6, 3)} | {("3 layers from scratch", "every-other", 3)}
+    labels = ("LayerDrop p=0.5", "baseline p=0", "depth distillation", "depth distillation, equal compute")
+    assert set(got) == {(m, "every-other", d) for m in labels for d in (6, 3)} | {("3 layers from scratch", "every-other", 3)}
     assert all(0 <= bleu <= 100 for bleu in got.values())
     md = (tmp_path / "out" / "results_both" / "results.md").read_text()
     assert "LayerDrop pruned 6->3: share of its full BLEU" in md
     assert "depth distillation pruned 6->3 / 3 layers from scratch (BLEU, other / depth distillation)" in md
+    assert "depth distillation, equal compute pruned 6->3 / 3 layers from scratch" in md
+    # equal compute: 2/3 of the budget (the smoke's 6 updates)
+    assert "num_updates 4 " in (tmp_path / "out" / "distill_eq" / "train.log").read_text()
     draws = (tmp_path / "out" / "distill" / "train.log").read_text()
     assert "depth_distillation_label_smoothed_cross_entropy" in draws and "1:1,2:2,3:3,4:4,5:5" in draws
     assert (tmp_path / "out" / "results_both" / "results.png").stat().st_size > 10000
@@ -133,13 +136,16 @@ def test_mini_mt_smoke_trains_sweeps_and_scores_bleu(tmp_path):
     more = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary), SMOKE_UPDATES="9")
     assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
     assert "trained (skipping)" not in more.stdout and "swept (skipping)" not in more.stdout
-    for name in ("layerdrop", "baseline", "scratch3", "distill"):
+    for name, first, then in (("layerdrop", 6, 9), ("baseline", 6, 9), ("scratch3", 6, 9), ("distill", 6, 9),
+                              ("distill_eq", 4, 6)):
         log = (tmp_path / "out" / name / "train.log").read_text()
-        assert "num_updates 6 " in log and "num_updates 9 " in log and log.count("Loaded checkpoint") == 1, name
-        assert (tmp_path / "out" / name / "done").read_text().strip() == "9"
+        assert f"num_updates {first} " in log and f"num_updates {then} " in log, name
+        assert log.count("Loaded checkpoint") == 1, name
+        assert (tmp_path / "out" / name / "done").read_text().strip() == str(then)
     again = recipe("mini_mt.sh", tmp_path / "out", DICTIONARY=str(dictionary), SMOKE_UPDATES="9")
     # every model once, and its sweeps: both stacks (scratch3: both only; the smoke's STACKS is both)
-    assert again.stdout.count("trained (skipping): 9 updates") == 4 and again.stdout.count("swept (skipping)") == 4
+    assert again.stdout.count("trained (skipping): 9 updates") == 4 and again.stdout.count("swept (skipping)") == 5
+    assert again.stdout.count("trained (skipping): 6 updates") == 1
 
 
 @pytest.mark.parametrize("name", ["mini_lm.sh", "mini_mt.sh"])
