@@ -128,7 +128,7 @@ model_updates() {  # lrdrop_half: half the updates (two passes each: the compute
     # distill*_eq: 2/3 (the full pass and a menu depth of LAYERS/2 on average: the layer-forwards of baseline's UPDATES)
     case $1 in
         lrdrop_half) echo $(((UPDATES + 1) / 2)) ;;
-        distill*_eq) echo $(((2 * UPDATES + 2) / 3)) ;;
+        distill*_eq) distill_eq_updates ;;
         *) echo "$UPDATES" ;;
     esac
 }

@@ -13,7 +13,8 @@
 #               the full model on the labels and one sub-network of the menu 1:1..5:5 (both stacks every-other)
 #               on the labels and on the full model's output
 #   distill_eq: distill with 2/3 of the updates (equal compute with baseline: the full pass and a menu depth of
-#               3+3 on average, 1.5x the layer-forwards per update); resumed exactly, distill passes through it
+#               3+3 on average, 1.5x the layer-forwards per update); as training resumes exactly, it is distill's
+#               state at that update
 # then prunes them at test time without finetuning: both stacks to depths 1..6 with every strategy in
 # STRATEGIES (distill: every-other, its menu's strategy; scratch3: its own depth), and the encoder alone and the
 # decoder alone with every-other. BLEU by sacrebleu on the detokenized output of fairseq-generate. Writes one
@@ -107,7 +108,7 @@ model_flags() {  # NAME LAYERS RATE
     return 0
 }
 model_updates() {  # distill_eq: 2/3 of UPDATES (the layer-forwards of baseline's UPDATES)
-    if [[ $1 == distill_eq ]]; then echo $(((2 * UPDATES + 2) / 3)); else echo "$UPDATES"; fi
+    if [[ $1 == distill_eq ]]; then distill_eq_updates; else echo "$UPDATES"; fi
 }
 
 # depth sweeps: BLEU on SUBSET (greedy decoding, to keep the sweeps short), pruned at load time

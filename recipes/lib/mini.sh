@@ -50,6 +50,10 @@ mini_select() {
     say "models: ${wanted[*]} (MODEL_NAMES)"
 }
 
+# distill_eq_updates: 2/3 of UPDATES, the equal-compute budget of depth distillation: its full pass plus a menu
+# sub-network of half the depth on average runs 1.5x the layer forwards of plain training per update.
+distill_eq_updates() { echo $(((2 * UPDATES + 2) / 3)); }
+
 # budget_of NAME: the updates NAME trains for (model_updates NAME if the recipe defines it, else UPDATES).
 budget_of() { if declare -F model_updates > /dev/null; then model_updates "$1"; else echo "$UPDATES"; fi; }
 
