@@ -21,6 +21,8 @@
 #               alone (--depth-distill-label-weight 0: Yu & Huang's in-place distillation)
 #   distill_light: distill with the sub-network's terms at half weight (--depth-distill-label-weight 0.5
 #               --depth-distill-kl-weight 0.5): less pull of the sub-networks on the full model's weights
+#   distill_quarter: the same at quarter weight (0.25 and 0.25)
+#   distill_menu: distill_light with a menu of only the even depths 2,4,6 (the depths one would deploy)
 # searches, for the layerdrop, baseline and lrdrop models, the kept layers that give the best validation
 # perplexity at every depth (fairseq-layerdrop search: exhaustive, C(8,R) <= 70 subsets), then sweeps
 # the 8-layer models over depths 1..8 (layerdrop, baseline, lrdrop: every strategy in STRATEGIES and search;
@@ -28,7 +30,7 @@
 # depth, and merges everything into one table (results.csv, results.md) and one plot (results.png:
 # perplexity against kept depth), with the reproduction's targets checked on the numbers.
 #
-#   bash recipes/mini_lm.sh                 # all thirteen models: about 5 hours on the 2-core machine (estimated)
+#   bash recipes/mini_lm.sh                 # all fifteen models: about 6 hours on the 2-core machine (estimated)
 #   MODEL_NAMES=layerdrop,baseline,scratch4,gated bash recipes/mini_lm.sh   # the paper's four: about 60 minutes
 #   PARALLEL=0 bash recipes/mini_lm.sh      # one model at a time (each then uses every core)
 #   UPDATES=8000 DIM=256 bash recipes/mini_lm.sh     # larger: more updates, a wider model
@@ -80,7 +82,7 @@ LAYERS=8
 MODELS=("layerdrop:$LAYERS:0.5" "baseline:$LAYERS:0" "scratch4:4:0" "gated:$LAYERS:0.5"
         "lrdrop:$LAYERS:0.5" "lrdrop_half:$LAYERS:0.5" "early_exit:$LAYERS:0.5"
         "distill:$LAYERS:0" "distill_eq:$LAYERS:0" "distill_attached_eq:$LAYERS:0" "distill_kd:$LAYERS:0"
-        "distill_kd_eq:$LAYERS:0" "distill_light:$LAYERS:0")
+        "distill_kd_eq:$LAYERS:0" "distill_light:$LAYERS:0" "distill_quarter:$LAYERS:0" "distill_menu:$LAYERS:0")
 SEARCHED=(layerdrop baseline lrdrop)  # models whose sweep includes the layers searched on validation
 # the report's label of each model
 declare -A LABEL=([layerdrop]="LayerDrop p=0.5" [baseline]="baseline p=0" [scratch4]="4 layers from scratch"
@@ -88,7 +90,9 @@ declare -A LABEL=([layerdrop]="LayerDrop p=0.5" [baseline]="baseline p=0" [scrat
     [early_exit]="LayerDrop p=0.5, early-exit loss" [distill]="depth distillation"
     [distill_eq]="depth distillation, equal compute" [distill_attached_eq]="depth distillation, attached, equal compute"
     [distill_kd]="depth distillation, KL only" [distill_kd_eq]="depth distillation, KL only, equal compute"
-    [distill_light]="depth distillation, sub-network at half weight")
+    [distill_light]="depth distillation, sub-network at half weight"
+    [distill_quarter]="depth distillation, sub-network at quarter weight"
+    [distill_menu]="depth distillation, half weight, menu 2,4,6")
 read -r LRD_OUT LRD_HID LRD_ATT EXTRA <<< "$LRDROP_WEIGHTS"
 [[ -n $LRD_ATT && -z $EXTRA ]] || die "LRDROP_WEIGHTS must be three weights (output hidden attention), got '$LRDROP_WEIGHTS'"
 mini_select
@@ -116,12 +120,16 @@ model_flags() {  # NAME LAYERS RATE
         lrdrop*) MODEL_FLAGS+=(--criterion lr_drop_cross_entropy --lr-drop-output-weight "$LRD_OUT"
                      --lr-drop-hidden-weight "$LRD_HID" --lr-drop-attention-weight "$LRD_ATT") ;;
         early_exit) MODEL_FLAGS+=(--criterion early_exit_cross_entropy) ;;
+        distill_menu) MODEL_FLAGS+=(--criterion depth_distillation_cross_entropy --depth-menu 2,4,6
+                      --menu-strategy every-other) ;;
         distill*) MODEL_FLAGS+=(--criterion depth_distillation_cross_entropy --depth-menu "$(seq -s, 1 $((LAYERS - 1)))"
                       --menu-strategy every-other) ;;
     esac
     [[ $1 == distill_attached* ]] && MODEL_FLAGS+=(--depth-distill-teacher attached)
     [[ $1 == distill_kd* ]] && MODEL_FLAGS+=(--depth-distill-label-weight 0)
-    [[ $1 == distill_light ]] && MODEL_FLAGS+=(--depth-distill-label-weight 0.5 --depth-distill-kl-weight 0.5)
+    [[ $1 == distill_light || $1 == distill_menu ]] && MODEL_FLAGS+=(--depth-distill-label-weight 0.5
+                                                                     --depth-distill-kl-weight 0.5)
+    [[ $1 == distill_quarter ]] && MODEL_FLAGS+=(--depth-distill-label-weight 0.25 --depth-distill-kl-weight 0.25)
     return 0
 }
 model_updates() {  # lrdrop_half: half the updates (two passes each: the compute of layerdrop's UPDATES);
@@ -197,7 +205,7 @@ stage_report() {
         _in_list lrdrop_half "${have[@]}" && checks+=(--equal-compute "${LABEL[lrdrop_half]}")
     fi
     if _in_list baseline "${have[@]}" && _in_list scratch4 "${have[@]}" && _in_list layerdrop "${have[@]}"; then
-        for name in distill distill_eq distill_kd distill_kd_eq distill_attached_eq distill_light; do
+        for name in distill distill_eq distill_kd distill_kd_eq distill_attached_eq distill_light distill_quarter distill_menu; do
             _in_list "$name" "${have[@]}" && checks+=(--check-distill "${LABEL[$name]}" "${LABEL[baseline]}"
                                                       "${LABEL[scratch4]}" "${LABEL[layerdrop]}")
         done

@@ -42,7 +42,9 @@ def recipe(name, out, **env):
 
 
 DISTILL_LABELS = ("depth distillation", "depth distillation, equal compute", "depth distillation, attached, equal compute",
-                  "depth distillation, KL only", "depth distillation, KL only, equal compute")
+                  "depth distillation, KL only", "depth distillation, KL only, equal compute",
+                  "depth distillation, sub-network at half weight", "depth distillation, sub-network at quarter weight",
+                  "depth distillation, half weight, menu 2,4,6")
 
 
 def rows(path):
@@ -56,7 +58,7 @@ def results(path):
 
 @pytest.mark.slow
 def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
-    """Slow (12 trainings, 3 searches, 12 sweeps, then a rerun): run with --run-slow."""
+    """Slow (15 trainings, 3 searches, 15 sweeps, then a rerun): run with --run-slow."""
     proc = recipe("mini_lm.sh", tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = results(tmp_path / "results.csv")
@@ -106,7 +108,7 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
     log_size = (tmp_path / "baseline" / "train.log").stat().st_size
     again = recipe("mini_lm.sh", tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("trained (skipping)") == 12 and again.stdout.count("swept (skipping)") == 12
+    assert again.stdout.count("trained (skipping)") == 15 and again.stdout.count("swept (skipping)") == 15
     assert again.stdout.count("searched (skipping)") == 3
     assert (tmp_path / "baseline" / "train.log").stat().st_size == log_size
 
