@@ -83,6 +83,13 @@ def test_mini_lm_smoke_trains_searches_sweeps_merges_and_resumes(tmp_path):
     # the distillation models train with their criterion, the _eq ones for 2/3 of the updates
     assert "dd_kl" in (tmp_path / "distill" / "train.log").read_text()
     assert [(tmp_path / n / "done").read_text().strip() for n in ("distill", "distill_eq")] == ["6", "4"]
+    # the variants train with their own weights and menu (fairseq logs its whole configuration)
+    wanted = {"distill_light": ("1,2,3,4,5,6,7", 0.5), "distill_quarter": ("1,2,3,4,5,6,7", 0.25),
+              "distill_menu": ("2,4,6", 0.5), "distill": ("1,2,3,4,5,6,7", 1.0)}
+    for name, (menu, weight) in wanted.items():
+        log = (tmp_path / name / "train.log").read_text()
+        assert f"'depth_menu': '{menu}'" in log, name
+        assert f"'depth_distill_kl_weight': {weight}" in log and f"'depth_distill_label_weight': {weight}" in log, name
     # the LR-Drop models train with the chosen weights, lrdrop_half for half the updates; early_exit with its loss
     lrdrop_log = (tmp_path / "lrdrop" / "train.log").read_text()
     assert "lrd_output" in lrdrop_log and "lrd_hidden" in lrdrop_log and "lrd_attention" in lrdrop_log
