@@ -186,6 +186,8 @@ def plot(models, metric, path, title):
     styles = {"every-other": "-", "top": "--", "bottom": ":", "symmetric": "-.", "search": (0, (5, 1, 1, 1)),
               "learned": (0, (1, 1))}
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(models) > len(colors):  # past the 10 colours of the default cycle two models would share one
+        colors = [plt.get_cmap("tab20")(i) for i in range(20)]
     for ax in axes[0]:
         for n, (label, rows) in enumerate(models.items()):
             color = colors[n % len(colors)]
@@ -205,9 +207,12 @@ def plot(models, metric, path, title):
         axes[0][1].set_ylim(0.95 * min(values), 2 * min(values))
         axes[0][1].set_ylabel(f"{metric} (linear, lower is better)")
         axes[0][1].set_title("the same, within 2x of the best point", fontsize=10)
-    axes[0][-1].legend(fontsize=7)
+    if len(models) > 6:  # many lines: the legend goes beside the plot, not over the curves
+        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

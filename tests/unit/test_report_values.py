@@ -154,3 +154,30 @@ def test_distill_targets_of_bleu_invert_the_ratios_so_that_above_one_is_worse():
     assert [c[1] for c in checks] == pytest.approx([20.2 / 20.0, 19.0 / 18.5, 20.0 / 18.5, 5.0 / 4.0])
     assert [c[3] for c in checks] == [True, True, True, False]
     assert "BLEU" in checks[0][0]
+
+
+def test_twelve_models_get_twelve_colours_and_the_legend_stays_off_the_curves(tmp_path, monkeypatch):
+    # the default colour cycle has 10 colours: an 11th and 12th model used to share the 1st's and 2nd's
+    import matplotlib.axes
+
+    colours, legends = {}, []
+    original_plot, original_legend = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.legend
+
+    def recording_plot(self, xs, ys, *args, **kwargs):
+        colours[kwargs.get("label")] = tuple(matplotlib.colors.to_rgba(kwargs["color"]))
+        return original_plot(self, xs, ys, *args, **kwargs)
+
+    def recording_legend(self, *args, **kwargs):
+        legends.append(kwargs)
+        return original_legend(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording_plot)
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", recording_legend)
+    labels = [f"model {n}" for n in range(12)]
+    inputs = [f"{label}={write(tmp_path / f'{n}.csv', [(4, 'every-other', 100.0 + n), (2, 'every-other', 150.0 + n)])}"
+              for n, label in enumerate(labels)]
+    proc = run_main(dispatcher.main, "report", "--out", tmp_path / "out", "--metric", "perplexity", *inputs)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(colours) == sorted(f"{label}, every-other" for label in labels)
+    assert len(set(colours.values())) == 12
+    assert legends[-1].get("bbox_to_anchor", (0, 0))[0] > 1  # anchored right of the axes
